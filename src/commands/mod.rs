@@ -1,0 +1,6 @@
+//! One module per subcommand: parse → call the crates → print.
+
+pub mod generate;
+pub mod progress;
+pub mod schema;
+pub mod validate;

@@ -1,0 +1,652 @@
+//! One unit's life, a day at a time. Each day a unit starts the stories whose first
+//! event falls on that day (an activity's publication, a service shift, an order, a
+//! wish, ...) and a story writes all its events at once, including the ones that happen
+//! days later: the stream sorts them out by arrival.
+
+use chrono::{DateTime, Duration, FixedOffset, NaiveDate, TimeZone, Utc};
+use rand::Rng;
+use wenming_schemas::catalog::*;
+use wenming_schemas::field::{
+    AreaCode, Bounded, Category, Channel, CheckInMethod, FeedbackKind, Gender, Id, Level, Role,
+    Text, Timestamp,
+};
+
+use crate::calendar::{self, DayKind};
+use crate::emit::Emitter;
+use crate::network::UnitInfo;
+use crate::rng::{self, SimRng};
+
+/// China Standard Time: no daylight saving, so a fixed offset is exact.
+pub fn cst() -> FixedOffset {
+    FixedOffset::east_opt(8 * 3600).expect("+08:00 is a valid offset")
+}
+
+fn local(day: NaiveDate, minute_of_day: i64) -> DateTime<FixedOffset> {
+    let midnight = day.and_hms_opt(0, 0, 0).expect("midnight exists");
+    cst().from_local_datetime(&midnight).single().expect("fixed offsets are unambiguous")
+        + Duration::minutes(minute_of_day)
+}
+
+/// Senders write their local offset, a tenth of them UTC (`Z`): KPIs must not care.
+fn stamp(rng: &mut SimRng, t: DateTime<FixedOffset>) -> Timestamp {
+    if rng::chance(rng, 0.1) {
+        Timestamp(t.with_timezone(&Utc).fixed_offset())
+    } else {
+        Timestamp(t)
+    }
+}
+
+fn between(rng: &mut SimRng, from: DateTime<FixedOffset>, span: Duration) -> DateTime<FixedOffset> {
+    let secs = span.num_seconds().max(1);
+    from + Duration::seconds(rng.random_range(0..secs))
+}
+
+fn source(rng: &mut SimRng) -> Option<&'static str> {
+    match rng.random_range(0..10) {
+        0..=4 => Some("national"),
+        5..=6 => Some("i-zhiyuan"),
+        7 => Some("app"),
+        8 => Some("ledger"),
+        _ => None,
+    }
+}
+
+const CATEGORY_MIX: &[(Category, u32)] = &[
+    (Category::Theory, 18),
+    (Category::Culture, 16),
+    (Category::Convenience, 16),
+    (Category::Education, 10),
+    (Category::Health, 10),
+    (Category::Law, 6),
+    (Category::Environment, 8),
+    (Category::ElderlyChild, 10),
+    (Category::Festival, 3),
+    (Category::Other, 3),
+];
+
+fn category(rng: &mut SimRng, kind: DayKind) -> Category {
+    if kind == DayKind::Festival && rng::chance(rng, 0.6) {
+        return Category::Festival;
+    }
+    if kind == DayKind::VolunteerDay && rng::chance(rng, 0.5) {
+        return if rng.random_bool(0.5) { Category::Convenience } else { Category::Environment };
+    }
+    let total: u32 = CATEGORY_MIX.iter().map(|(_, w)| w).sum();
+    let mut x = rng.random_range(0..total);
+    for (c, w) in CATEGORY_MIX {
+        if x < *w {
+            return *c;
+        }
+        x -= w;
+    }
+    Category::Other
+}
+
+const THEMES: &[&str] = &["进社区", "在身边", "志愿行", "面对面", "微课堂", "暖人心", "齐参与"];
+const ITEMS: &[&str] = &["大米", "食用油", "洗衣液", "毛巾", "图书", "雨伞", "电影票"];
+
+struct Volunteer {
+    weight: f64,
+    registered: bool,
+}
+
+/// An activity decided in advance: it is published `lead` days before it starts.
+struct ActivityPlan {
+    publish: DateTime<FixedOffset>,
+    start: DateTime<FixedOffset>,
+    minutes: i64,
+    category: Category,
+}
+
+/// What the day asks of a unit.
+pub struct Day {
+    pub date: NaiveDate,
+    /// Inside `from..=to` (before it only publications of planned activities happen).
+    pub in_range: bool,
+    /// Relative intensity, averaging 1 over the range.
+    pub weight: f64,
+}
+
+/// A unit and its changing state.
+pub struct UnitSim {
+    pub info: UnitInfo,
+    volunteers: Vec<Volunteer>,
+    /// Running sums of registered volunteers' weights, rebuilt when `dirty`.
+    cumulative: Vec<f64>,
+    dirty: bool,
+    /// Volunteers still to register at a unit that opened inside the range.
+    pending_volunteers: u32,
+    residents: i64,
+    open: bool,
+    /// Planned activities, latest publication first (popped from the end).
+    plans: Vec<ActivityPlan>,
+    next_activity: u32,
+    next_record: u32,
+    next_order: u32,
+    next_other: u32,
+}
+
+/// Monthly service records of a volunteer of weight 1.
+const RECORDS_PER_MONTH: f64 = 0.8;
+const DAYS_PER_MONTH: f64 = 30.44;
+
+impl UnitSim {
+    pub fn new(info: UnitInfo, seed: u64, from: NaiveDate, to: NaiveDate, weights: &[f64]) -> Self {
+        let mut rng = rng::stream(seed, &[1, u64::from(info.no)]);
+        let mut sim = UnitSim {
+            volunteers: Vec::new(),
+            cumulative: Vec::new(),
+            dirty: true,
+            pending_volunteers: 0,
+            residents: info.residents,
+            open: info.opens.is_none(),
+            plans: Vec::new(),
+            next_activity: 0,
+            next_record: 0,
+            next_order: 0,
+            next_other: 0,
+            info,
+        };
+        if sim.info.opens.is_some() {
+            sim.pending_volunteers = sim.info.initial_volunteers;
+        } else {
+            for _ in 0..sim.info.initial_volunteers {
+                sim.add_volunteer(&mut rng);
+            }
+        }
+        sim.plan_activities(&mut rng, from, to, weights);
+        sim
+    }
+
+    fn add_volunteer(&mut self, rng: &mut SimRng) -> u32 {
+        // Most volunteers serve now and then, a few a great deal (heavy tail).
+        let weight = if rng::chance(rng, 0.4) { 0.1 } else { rng::lognormal(rng, 1.0, 1.0) };
+        self.volunteers.push(Volunteer { weight, registered: true });
+        self.dirty = true;
+        self.volunteers.len() as u32 - 1
+    }
+
+    fn volunteer_id(&self, n: u32) -> String {
+        format!("V{}-{n}", self.info.no)
+    }
+
+    fn team_id(&self, k: u32) -> String {
+        format!("T{}-{k}", self.info.no)
+    }
+
+    fn plan_activities(&mut self, rng: &mut SimRng, from: NaiveDate, to: NaiveDate, weights: &[f64]) {
+        const STARTS: &[i64] = &[510, 540, 570, 840, 870, 900, 1140, 1170];
+        for (day, w) in from.iter_days().take_while(|d| *d <= to).zip(weights) {
+            if self.info.opens.is_some_and(|o| day <= o) || self.info.closes.is_some_and(|c| day >= c) {
+                continue;
+            }
+            let n = rng::poisson(rng, self.info.activities_per_month / DAYS_PER_MONTH * w);
+            for _ in 0..n {
+                // Now and then an evening event runs past local midnight.
+                let start_minute = if rng::chance(rng, 0.01) { 1410 } else { STARTS[rng.random_range(0..STARTS.len())] };
+                let minutes = if rng::chance(rng, 0.01) { 480 } else { [60, 90, 120, 150, 180][rng.random_range(0..5)] };
+                let mut lead = rng.random_range(3..15);
+                if let Some(opened) = self.info.opens {
+                    lead = lead.min((day - opened).num_days() - 1).max(0);
+                }
+                let publish_day = day - Duration::days(lead);
+                let publish = local(publish_day, rng.random_range(480..1200));
+                let start = local(day, start_minute);
+                self.plans.push(ActivityPlan {
+                    publish: publish.min(start - Duration::hours(1)),
+                    start,
+                    minutes,
+                    category: category(rng, calendar::day_kind(day)),
+                });
+            }
+        }
+        self.plans.sort_by(|a, b| b.publish.cmp(&a.publish));
+    }
+
+    fn rebuild_cumulative(&mut self) {
+        if !self.dirty {
+            return;
+        }
+        let mut sum = 0.0;
+        self.cumulative = self
+            .volunteers
+            .iter()
+            .map(|v| {
+                if v.registered {
+                    sum += v.weight;
+                }
+                sum
+            })
+            .collect();
+        self.dirty = false;
+    }
+
+    fn registered_volunteers(&self) -> usize {
+        self.volunteers.iter().filter(|v| v.registered).count()
+    }
+
+    /// A registered volunteer, likelier the more they serve.
+    fn pick_volunteer(&mut self, rng: &mut SimRng) -> Option<u32> {
+        self.rebuild_cumulative();
+        let i = rng::pick_weighted(rng, &self.cumulative)?;
+        self.volunteers[i].registered.then_some(i as u32)
+    }
+
+    fn team(&self, rng: &mut SimRng) -> Option<String> {
+        (self.info.teams > 0).then(|| self.team_id(rng.random_range(0..self.info.teams)))
+    }
+
+    fn resident_id(&self, rng: &mut SimRng) -> String {
+        // Regulars come often: skew towards low numbers.
+        let u: f64 = rng.random();
+        let k = ((self.info.pool_size.max(1) as f64) * u.powf(2.5)) as i64;
+        format!("R{}-{k}", self.info.pool_station)
+    }
+
+    fn registration(&self) -> UnitRegistered {
+        UnitRegistered {
+            unit_id: Id(self.info.id.clone()),
+            level: self.info.level,
+            parent_id: self.info.parent_id.clone().map(Id),
+            name: Text(self.info.name.clone()),
+            area_code: AreaCode(self.info.area_code.clone()),
+            residents: (self.info.level == Level::Station).then_some(Bounded(self.info.residents)),
+            households: (self.info.level == Level::Station).then_some(Bounded(self.info.households)),
+        }
+    }
+
+    fn emit_volunteer_registered(&self, em: &mut Emitter, n: u32, at: DateTime<FixedOffset>, on_time: bool) {
+        let rng = &mut em.rng;
+        let data = VolunteerRegistered {
+            volunteer_id: Id(self.volunteer_id(n)),
+            unit_id: Id(self.info.id.clone()),
+            birth_year: rng::chance(rng, 0.8).then(|| Bounded(rng.random_range(1950..2008))),
+            gender: rng::chance(rng, 0.85).then(|| match rng.random_range(0..100) {
+                0..=59 => Gender::F,
+                60..=98 => Gender::M,
+                _ => Gender::X,
+            }),
+            party_member: rng::chance(rng, 0.7).then(|| rng::chance(rng, 0.25)),
+        };
+        let src = source(&mut em.rng);
+        em.emit(&self.info.id, at, data, src, on_time);
+    }
+
+    /// The network as it stood before the range: units, teams and volunteers registered
+    /// in earlier years, loaded at the start (they arrive as they happened).
+    pub fn history(&mut self, em: &mut Emitter, from: NaiveDate) {
+        if self.info.opens.is_some() {
+            return;
+        }
+        let registered = local(from - Duration::days(em.rng.random_range(200..900)), 540);
+        let reg = self.registration();
+        em.emit(&self.info.id, registered, reg, Some("ledger"), true);
+        self.emit_teams(em, registered, true);
+        let since = (local(from, 0) - registered).num_minutes();
+        for n in 0..self.volunteers.len() as u32 {
+            let at = registered + Duration::minutes(em.rng.random_range(0..since));
+            self.emit_volunteer_registered(em, n, at, true);
+        }
+    }
+
+    fn emit_teams(&self, em: &mut Emitter, after: DateTime<FixedOffset>, on_time: bool) {
+        for k in 0..self.info.teams {
+            let at = after + Duration::hours(em.rng.random_range(1..72));
+            let data = TeamRegistered {
+                team_id: Id(self.team_id(k)),
+                unit_id: Id(self.info.id.clone()),
+                name: Text(format!("{}志愿服务{}队", self.info.name.trim_end_matches("新时代文明实践站"), k + 1)),
+            };
+            em.emit(&self.info.id, at, data, Some("national"), on_time);
+        }
+    }
+
+    /// Everything that starts at this unit on `day`.
+    pub fn day(&mut self, day: &Day, em: &mut Emitter) {
+        if self.info.opens == Some(day.date) {
+            let at = local(day.date, 540);
+            let reg = self.registration();
+            em.emit(&self.info.id, at, reg, Some("national"), false);
+            self.emit_teams(em, at, false);
+            self.open = true;
+        }
+        if self.open && day.in_range && self.info.closes == Some(day.date) {
+            em.emit(&self.info.id, local(day.date, 1020), UnitClosed { unit_id: Id(self.info.id.clone()) }, Some("ledger"), false);
+            self.open = false;
+        }
+        while self.plans.last().is_some_and(|p| p.publish.date_naive() <= day.date) {
+            let plan = self.plans.pop().expect("checked above");
+            if self.open {
+                self.activity_story(plan, None, em);
+            }
+        }
+        if !self.open || !day.in_range {
+            return;
+        }
+        self.registrations(day, em);
+        self.population_update(day, em);
+        self.service_shifts(day, em);
+        let level = self.info.level;
+        let per_year = |station: f64, point: f64, other: f64| match level {
+            Level::Station => station,
+            Level::Point => point,
+            _ => other,
+        } / 365.0;
+        for _ in 0..rng::poisson(&mut em.rng, per_year(30.0, 3.0, 0.0)) {
+            self.order_story(day.date, em);
+        }
+        for _ in 0..rng::poisson(&mut em.rng, per_year(20.0, 2.0, 0.0)) {
+            self.wish_story(day.date, em);
+        }
+        for _ in 0..rng::poisson(&mut em.rng, per_year(10.0, 1.0, 4.0)) {
+            self.feedback_story(day.date, em);
+        }
+        let redemptions = self.registered_volunteers() as f64 * 0.2 / 365.0;
+        for _ in 0..rng::poisson(&mut em.rng, redemptions) {
+            if let Some(v) = self.pick_volunteer(&mut em.rng) {
+                let at = local(day.date, em.rng.random_range(480..1260));
+                let data = PointsRedeemed {
+                    volunteer_id: Id(self.volunteer_id(v)),
+                    points: Bounded(em.rng.random_range(20..200)),
+                    item: Text::from(ITEMS[em.rng.random_range(0..ITEMS.len())]),
+                };
+                let at_s = stamp(&mut em.rng, at);
+                em.emit(&self.info.id, at_s.0, data, Some("app"), false);
+            }
+        }
+    }
+
+    fn registrations(&mut self, day: &Day, em: &mut Emitter) {
+        // New units fill up over two months; every unit grows ~8 % a year.
+        let mut rate = self.info.initial_volunteers as f64 * 0.08 / 365.0;
+        if self.pending_volunteers > 0 {
+            rate += self.info.initial_volunteers as f64 / 60.0;
+        }
+        for _ in 0..rng::poisson(&mut em.rng, rate) {
+            self.pending_volunteers = self.pending_volunteers.saturating_sub(1);
+            let n = self.add_volunteer(&mut em.rng);
+            let at = local(day.date, em.rng.random_range(420..1380));
+            self.emit_volunteer_registered(em, n, at, false);
+        }
+        let leaving = self.registered_volunteers() as f64 * 0.02 / 365.0;
+        for _ in 0..rng::poisson(&mut em.rng, leaving) {
+            if let Some(v) = self.pick_volunteer(&mut em.rng) {
+                self.volunteers[v as usize].registered = false;
+                self.dirty = true;
+                let at = local(day.date, em.rng.random_range(480..1200));
+                let reason = ["moved", "health", "personal"][em.rng.random_range(0..3)];
+                let data = VolunteerDeregistered { volunteer_id: Id(self.volunteer_id(v)), reason: rng::chance(&mut em.rng, 0.7).then(|| Text::from(reason)) };
+                em.emit(&self.info.id, at, data, Some("national"), false);
+            }
+        }
+    }
+
+    fn population_update(&mut self, day: &Day, em: &mut Emitter) {
+        if self.info.level != Level::Station || !rng::chance(&mut em.rng, 1.0 / 200.0) {
+            return;
+        }
+        let factor = em.rng.random_range(0.97..1.03);
+        self.residents = ((self.residents as f64) * factor) as i64;
+        let data = UnitUpdated {
+            unit_id: Id(self.info.id.clone()),
+            name: None,
+            residents: Some(Bounded(self.residents)),
+            households: rng::chance(&mut em.rng, 0.8).then(|| Bounded((self.residents as f64 / 2.2) as i64)),
+        };
+        em.emit(&self.info.id, local(day.date, 600), data, Some("ledger"), false);
+    }
+
+    fn activity_story(&mut self, plan: ActivityPlan, order_id: Option<String>, em: &mut Emitter) {
+        self.next_activity += 1;
+        let activity_id = format!("A{}-{}", self.info.no, self.next_activity);
+        let src = source(&mut em.rng);
+        let mut start = plan.start;
+        let team = if rng::chance(&mut em.rng, 0.7) { self.team(&mut em.rng) } else { None };
+        let publication = |em: &mut Emitter, start: DateTime<FixedOffset>| ActivityPublished {
+            activity_id: Id(activity_id.clone()),
+            unit_id: Id(self.info.id.clone()),
+            team_id: team.clone().map(Id),
+            category: plan.category,
+            title: Text(format!("{}{}", plan.category.title_zh(), THEMES[em.rng.random_range(0..THEMES.len())])),
+            starts_at: stamp(&mut em.rng, start),
+            ends_at: stamp(&mut em.rng, start + Duration::minutes(plan.minutes)),
+            capacity: rng::chance(&mut em.rng, 0.6).then(|| Bounded(em.rng.random_range(20..200))),
+            order_id: order_id.clone().map(Id),
+        };
+        let data = publication(em, start);
+        em.emit(&self.info.id, plan.publish, data, src, false);
+
+        // Re-published with a new date now and then (the latest publication wins).
+        if rng::chance(&mut em.rng, 0.02) {
+            let shift = Duration::days(em.rng.random_range(1..11)) * if em.rng.random_bool(0.5) { 1 } else { -1 };
+            let republish = between(&mut em.rng, plan.publish + Duration::minutes(10), (plan.start - plan.publish) / 2);
+            start = (start + shift).max(republish + Duration::hours(2));
+            let data = publication(em, start);
+            em.emit(&self.info.id, republish, data, src, false);
+        }
+        let end = start + Duration::minutes(plan.minutes);
+        if order_id.is_none() && rng::chance(&mut em.rng, 0.03) {
+            let at = between(&mut em.rng, plan.publish + Duration::minutes(30), (start - plan.publish) / 2);
+            let reasons = ["天气", "场地冲突", "报名不足"];
+            let data = ActivityCancelled { activity_id: Id(activity_id.clone()), reason: Some(Text::from(reasons[em.rng.random_range(0..3)])) };
+            em.emit(&self.info.id, at, data, src, false);
+            return;
+        }
+
+        // Check-ins: ≈ 34 people, about a third of them volunteers; some scan twice.
+        let size = rng::lognormal(&mut em.rng, 1.0, 0.35) / 1.06;
+        let people = rng::poisson(&mut em.rng, 34.0 * size);
+        let mut serving = Vec::new();
+        for _ in 0..people {
+            let volunteer = if rng::chance(&mut em.rng, 0.3) { self.pick_volunteer(&mut em.rng) } else { None };
+            let (person, role) = match volunteer {
+                Some(v) => (self.volunteer_id(v), Role::Volunteer),
+                None => (self.resident_id(&mut em.rng), Role::Resident),
+            };
+            let method = match em.rng.random_range(0..10) {
+                0..=6 => CheckInMethod::Scan,
+                7..=8 => CheckInMethod::Gps,
+                _ => CheckInMethod::Manual,
+            };
+            let at = between(&mut em.rng, start - Duration::minutes(15), Duration::minutes(45));
+            let scans = if rng::chance(&mut em.rng, 0.05) { 2 } else { 1 };
+            for s in 0..scans {
+                let data = AttendanceCheckedIn { activity_id: Id(activity_id.clone()), person_id: Id(person.clone()), role, method };
+                em.emit(&self.info.id, at + Duration::minutes(7 * s), data, Some("i-zhiyuan"), false);
+            }
+            if let Some(v) = volunteer {
+                serving.push(v);
+            }
+        }
+        if rng::chance(&mut em.rng, 0.0005) {
+            // A check-in whose activity never reaches the pipeline (an orphan).
+            let data = AttendanceCheckedIn { activity_id: Id(format!("{activity_id}-lost")), person_id: Id(self.resident_id(&mut em.rng)), role: Role::Resident, method: CheckInMethod::Manual };
+            em.emit(&self.info.id, start, data, Some("app"), false);
+        }
+        if rng::chance(&mut em.rng, 0.92) {
+            let headcount = |em: &mut Emitter| if rng::chance(&mut em.rng, 0.3) { 0 } else { i64::from(rng::poisson(&mut em.rng, 6.0)) };
+            let at = between(&mut em.rng, end + Duration::minutes(30), Duration::hours(48));
+            let data = ActivityCompleted { activity_id: Id(activity_id.clone()), anonymous_headcount: Bounded(headcount(em)) };
+            em.emit(&self.info.id, at, data, src, false);
+            if rng::chance(&mut em.rng, 0.03) {
+                let later = between(&mut em.rng, at + Duration::hours(1), Duration::days(3));
+                let data = ActivityCompleted { activity_id: Id(activity_id.clone()), anonymous_headcount: Bounded(headcount(em)) };
+                em.emit(&self.info.id, later, data, src, false);
+            }
+        }
+        for v in serving {
+            if rng::chance(&mut em.rng, 0.9) {
+                let minutes = (plan.minutes - em.rng.random_range(0..15)).clamp(1, 1440);
+                self.service_record(em, v, start, end, minutes, Some(&activity_id), team.clone());
+            }
+        }
+    }
+
+    /// Independent service: patrols, visits, 文明劝导; most 1–4 hours.
+    fn service_shifts(&mut self, day: &Day, em: &mut Emitter) {
+        self.rebuild_cumulative();
+        let total_weight = self.cumulative.last().copied().unwrap_or(0.0);
+        let lambda = total_weight * RECORDS_PER_MONTH / DAYS_PER_MONTH * (0.5 + 0.5 * day.weight);
+        for _ in 0..rng::poisson(&mut em.rng, lambda) {
+            let Some(v) = self.pick_volunteer(&mut em.rng) else { continue };
+            let start = local(day.date, em.rng.random_range(420..1200));
+            let minutes = (rng::lognormal(&mut em.rng, 170.0, 0.45).clamp(30.0, 720.0) / 5.0).round() as i64 * 5;
+            let end = start + Duration::minutes(minutes + em.rng.random_range(0..30));
+            let team = if rng::chance(&mut em.rng, 0.5) { self.team(&mut em.rng) } else { None };
+            self.service_record(em, v, start, end, minutes, None, team);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn service_record(
+        &mut self,
+        em: &mut Emitter,
+        volunteer: u32,
+        start: DateTime<FixedOffset>,
+        end: DateTime<FixedOffset>,
+        minutes: i64,
+        activity_id: Option<&str>,
+        team: Option<String>,
+    ) {
+        self.next_record += 1;
+        let record_id = format!("SR{}-{}", self.info.no, self.next_record);
+        let recorded = between(&mut em.rng, end + Duration::minutes(10), Duration::hours(72));
+        let data = ServiceRecorded {
+            record_id: Id(record_id.clone()),
+            volunteer_id: Id(self.volunteer_id(volunteer)),
+            unit_id: Id(self.info.id.clone()),
+            activity_id: activity_id.map(Id::from),
+            team_id: team.map(Id),
+            started_at: stamp(&mut em.rng, start),
+            ended_at: stamp(&mut em.rng, end),
+            minutes: Bounded(minutes),
+            verifier_id: rng::chance(&mut em.rng, 0.6).then(|| Id(format!("VER{}-{}", self.info.no, em.rng.random_range(0..5)))),
+        };
+        let src = source(&mut em.rng);
+        em.emit(&self.info.id, recorded, data, src, false);
+        if rng::chance(&mut em.rng, 0.8) {
+            let data = PointsEarned {
+                volunteer_id: Id(self.volunteer_id(volunteer)),
+                points: Bounded((minutes / 6).max(1)),
+                reason: Text::from("service"),
+                record_id: Some(Id(record_id.clone())),
+            };
+            let at = recorded + Duration::minutes(em.rng.random_range(1..60));
+            em.emit(&self.info.id, at, data, src, false);
+        }
+        let amend = |em: &mut Emitter, at: DateTime<FixedOffset>| {
+            let m = ((minutes as f64) * em.rng.random_range(0.5..1.2)).round() as i64;
+            let data = ServiceAmended { record_id: Id(record_id.clone()), minutes: Bounded(m.clamp(1, 1440)), reason: Some(Text::from("核减")) };
+            em.emit(&self.info.id, at, data, Some("ledger"), false);
+        };
+        if rng::chance(&mut em.rng, 0.02) {
+            let at = between(&mut em.rng, recorded + Duration::days(1), Duration::days(20));
+            amend(em, at);
+            if rng::chance(&mut em.rng, 0.1) {
+                // Two amendments at the same instant: the greater event_id wins.
+                amend(em, at);
+            }
+        }
+        if rng::chance(&mut em.rng, 0.01) {
+            let at = between(&mut em.rng, recorded + Duration::days(1), Duration::days(30));
+            let data = ServiceRevoked { record_id: Id(record_id.clone()), reason: Some(Text::from("虚报")) };
+            em.emit(&self.info.id, at, data, Some("ledger"), false);
+            if rng::chance(&mut em.rng, 0.2) {
+                amend(em, at + Duration::days(2));
+            }
+        }
+    }
+
+    /// 点单 → 派单 → 接单 → 评单, with declines, and an activity for some orders.
+    fn order_story(&mut self, date: NaiveDate, em: &mut Emitter) {
+        self.next_order += 1;
+        let order_id = format!("O{}-{}", self.info.no, self.next_order);
+        let unit = self.info.id.clone();
+        let placed = local(date, em.rng.random_range(480..1260));
+        let category = category(&mut em.rng, DayKind::Ordinary);
+        let channel = match em.rng.random_range(0..10) {
+            0..=4 => Channel::App,
+            5..=6 => Channel::Hotline,
+            7..=8 => Channel::Visit,
+            _ => Channel::Screen,
+        };
+        let data = OrderPlaced { order_id: Id(order_id.clone()), unit_id: Id(unit.clone()), category, channel };
+        let at = stamp(&mut em.rng, placed).0;
+        em.emit(&unit, at, data, Some("app"), false);
+        let Some(mut team) = self.team(&mut em.rng) else { return };
+        let mut dispatched = between(&mut em.rng, placed + Duration::minutes(10), Duration::hours(6));
+        em.emit(&unit, dispatched, OrderDispatched { order_id: Id(order_id.clone()), team_id: Id(team.clone()) }, Some("app"), false);
+        if rng::chance(&mut em.rng, 0.1) {
+            let declined = between(&mut em.rng, dispatched + Duration::minutes(5), Duration::hours(3));
+            em.emit(&unit, declined, OrderDeclined { order_id: Id(order_id.clone()), team_id: Id(team.clone()), reason: Some(Text::from("人手不足")) }, Some("app"), false);
+            team = self.team(&mut em.rng).unwrap_or(team);
+            dispatched = between(&mut em.rng, declined + Duration::minutes(10), Duration::hours(2));
+            em.emit(&unit, dispatched, OrderDispatched { order_id: Id(order_id.clone()), team_id: Id(team.clone()) }, Some("app"), false);
+        }
+        if !rng::chance(&mut em.rng, 0.9) {
+            return;
+        }
+        let wait = rng::lognormal(&mut em.rng, 40.0, 0.8).clamp(1.0, 4320.0) as i64;
+        let accepted = dispatched + Duration::minutes(wait);
+        em.emit(&unit, accepted, OrderAccepted { order_id: Id(order_id.clone()), team_id: Id(team.clone()) }, Some("app"), false);
+        if !rng::chance(&mut em.rng, 0.85) {
+            return;
+        }
+        let completed = between(&mut em.rng, accepted + Duration::days(1), Duration::days(9));
+        let activity_id = if rng::chance(&mut em.rng, 0.5) {
+            let plan = ActivityPlan { publish: accepted + Duration::hours(1), start: completed - Duration::hours(2), minutes: 90, category };
+            self.activity_story(plan, Some(order_id.clone()), em);
+            Some(Id(format!("A{}-{}", self.info.no, self.next_activity)))
+        } else {
+            None
+        };
+        em.emit(&unit, completed, OrderCompleted { order_id: Id(order_id.clone()), activity_id }, Some("app"), false);
+        if !rng::chance(&mut em.rng, 0.7) {
+            return;
+        }
+        let score = |em: &mut Emitter| match em.rng.random_range(0..100) {
+            0..=54 => 5,
+            55..=84 => 4,
+            85..=94 => 3,
+            95..=97 => 2,
+            _ => 1,
+        };
+        let rated = between(&mut em.rng, completed + Duration::hours(1), Duration::days(5));
+        let s = score(em);
+        em.emit(&unit, rated, OrderRated { order_id: Id(order_id.clone()), score: Bounded(s) }, Some("app"), false);
+        if rng::chance(&mut em.rng, 0.02) {
+            let s = score(em);
+            let later = rated + Duration::hours(em.rng.random_range(1..48));
+            em.emit(&unit, later, OrderRated { order_id: Id(order_id), score: Bounded(s) }, Some("app"), false);
+        }
+    }
+
+    fn wish_story(&mut self, date: NaiveDate, em: &mut Emitter) {
+        self.next_other += 1;
+        let wish_id = format!("W{}-{}", self.info.no, self.next_other);
+        let at = local(date, em.rng.random_range(480..1320));
+        em.emit(&self.info.id, at, WishPosted { wish_id: Id(wish_id.clone()), unit_id: Id(self.info.id.clone()) }, Some("app"), false);
+        if rng::chance(&mut em.rng, 0.8) {
+            let done = between(&mut em.rng, at + Duration::days(1), Duration::days(30));
+            em.emit(&self.info.id, done, WishFulfilled { wish_id: Id(wish_id) }, Some("app"), false);
+        }
+    }
+
+    fn feedback_story(&mut self, date: NaiveDate, em: &mut Emitter) {
+        self.next_other += 1;
+        let feedback_id = format!("F{}-{}", self.info.no, self.next_other);
+        let at = local(date, em.rng.random_range(480..1320));
+        let kind = [FeedbackKind::Suggestion, FeedbackKind::Complaint, FeedbackKind::Help][em.rng.random_range(0..3)];
+        let data = FeedbackSubmitted {
+            feedback_id: Id(feedback_id.clone()),
+            unit_id: Id(self.info.id.clone()),
+            kind,
+            due_at: stamp(&mut em.rng, at + Duration::days(7)),
+        };
+        em.emit(&self.info.id, at, data, Some("app"), false);
+        if rng::chance(&mut em.rng, 0.85) {
+            let closed = between(&mut em.rng, at + Duration::hours(1), Duration::days(10));
+            em.emit(&self.info.id, closed, FeedbackClosed { feedback_id: Id(feedback_id) }, Some("app"), false);
+        }
+    }
+}
