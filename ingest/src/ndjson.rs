@@ -44,7 +44,12 @@ pub struct NdjsonReader<R> {
 
 impl<R: BufRead> NdjsonReader<R> {
     pub fn new(inner: R) -> Self {
-        NdjsonReader { inner, buf: Vec::with_capacity(4096), line: 0, bytes_read: 0 }
+        NdjsonReader {
+            inner,
+            buf: Vec::with_capacity(4096),
+            line: 0,
+            bytes_read: 0,
+        }
     }
 
     /// Bytes consumed so far (for progress bars).
@@ -93,12 +98,18 @@ impl<R: BufRead> NdjsonReader<R> {
                 len -= 1;
             }
             if len > MAX_EVENT_BYTES as u64 {
-                return Ok(Some(Record::Oversize { number: self.line, len }));
+                return Ok(Some(Record::Oversize {
+                    number: self.line,
+                    len,
+                }));
             }
             if self.buf.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            return Ok(Some(Record::Line { number: self.line, bytes: &self.buf }));
+            return Ok(Some(Record::Line {
+                number: self.line,
+                bytes: &self.buf,
+            }));
         }
     }
 }

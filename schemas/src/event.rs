@@ -69,7 +69,10 @@ pub fn decode(bytes: &[u8]) -> Result<Event, Rejection> {
         ));
     }
     let value: Value = serde_json::from_slice(bytes).map_err(|e| {
-        Rejection::new(RejectCode::NotJson, format!("message is not valid JSON: {e}"))
+        Rejection::new(
+            RejectCode::NotJson,
+            format!("message is not valid JSON: {e}"),
+        )
     })?;
     decode_value(&value)
 }
@@ -121,7 +124,11 @@ fn check_schema_version(value: Option<&Value>) -> Result<(), Rejection> {
                 ))
             }
         }
-        Some(other) => Err(Rejection::bad_type("schema_version", "the integer 1", other)),
+        Some(other) => Err(Rejection::bad_type(
+            "schema_version",
+            "the integer 1",
+            other,
+        )),
     }
 }
 
@@ -137,9 +144,7 @@ fn decode_event_id(value: Option<&Value>) -> Result<Uuid, Rejection> {
         Ok(id) if s.len() == uuid::fmt::Hyphenated::LENGTH => Ok(id),
         _ => Err(Rejection::bad_value(
             "event_id",
-            format_args!(
-                "must be a UUID such as 0190f5e2-7c4a-7b3e-9a51-2f0c8d1e4b6a, got {s:?}"
-            ),
+            format_args!("must be a UUID such as 0190f5e2-7c4a-7b3e-9a51-2f0c8d1e4b6a, got {s:?}"),
         )),
     }
 }

@@ -23,7 +23,10 @@ pub enum FieldKind {
     /// 12-digit administrative area code.
     AreaCode,
     /// Integer within inclusive bounds.
-    Int { min: i64, max: i64 },
+    Int {
+        min: i64,
+        max: i64,
+    },
     Bool,
     /// One of a fixed set of strings.
     Enum(&'static [&'static str]),
@@ -486,7 +489,12 @@ mod tests {
         assert_eq!(t.utc().to_rfc3339(), "2024-03-05T01:30:00+00:00");
         let t = Timestamp::decode_field(Some(&json!("2024-03-05T09:30:00.250Z")), "x").unwrap();
         assert_eq!(t.to_rfc3339(), "2024-03-05T09:30:00.25Z");
-        for bad in ["2024-03-05T09:30:00", "2024-03-05", "yesterday", "2024-02-30T00:00:00Z"] {
+        for bad in [
+            "2024-03-05T09:30:00",
+            "2024-03-05",
+            "yesterday",
+            "2024-02-30T00:00:00Z",
+        ] {
             let e = Timestamp::decode_field(Some(&json!(bad)), "occurred_at").unwrap_err();
             assert_eq!(e.reason(), "bad_value:occurred_at", "{bad}");
         }
@@ -504,5 +512,21 @@ mod tests {
                 .reason(),
             "bad_value:level"
         );
+    }
+
+    /// The JSON Schema's timestamp pattern allows `T`, `t` or a space between date and
+    /// time (RFC 3339 §5.6 note); the decoder must agree with it.
+    #[test]
+    fn timestamp_separators_match_the_json_schema() {
+        for ok in [
+            "2024-03-05T09:30:00+08:00",
+            "2024-03-05t09:30:00z",
+            "2024-03-05 09:30:00+08:00",
+        ] {
+            assert!(
+                Timestamp::decode_field(Some(&json!(ok)), "x").is_ok(),
+                "{ok}"
+            );
+        }
     }
 }

@@ -16,7 +16,9 @@ pub fn timestamp_type() -> DataType {
 /// The Arrow type a field of this kind is stored as.
 pub fn arrow_type(kind: FieldKind) -> DataType {
     match kind {
-        FieldKind::Id | FieldKind::Text | FieldKind::AreaCode | FieldKind::Enum(_) => DataType::Utf8,
+        FieldKind::Id | FieldKind::Text | FieldKind::AreaCode | FieldKind::Enum(_) => {
+            DataType::Utf8
+        }
         FieldKind::Timestamp => timestamp_type(),
         FieldKind::Int { .. } => DataType::Int64,
         FieldKind::Bool => DataType::Boolean,
@@ -85,7 +87,13 @@ mod tests {
                 let col = schema
                     .field_with_name(f.name)
                     .unwrap_or_else(|_| panic!("{} has no column {}", t.name(), f.name));
-                assert_eq!(col.data_type(), &arrow_type(f.kind), "{}.{}", t.name(), f.name);
+                assert_eq!(
+                    col.data_type(),
+                    &arrow_type(f.kind),
+                    "{}.{}",
+                    t.name(),
+                    f.name
+                );
             }
         }
     }
@@ -109,9 +117,23 @@ mod tests {
         assert_eq!(
             names,
             [
-                "event_id", "type", "schema_version", "occurred_at", "unit_id", "source",
-                "record_id", "volunteer_id", "activity_id", "team_id", "started_at", "ended_at",
-                "minutes", "verifier_id", "reason", "kafka_partition", "kafka_offset",
+                "event_id",
+                "type",
+                "schema_version",
+                "occurred_at",
+                "unit_id",
+                "source",
+                "record_id",
+                "volunteer_id",
+                "activity_id",
+                "team_id",
+                "started_at",
+                "ended_at",
+                "minutes",
+                "verifier_id",
+                "reason",
+                "kafka_partition",
+                "kafka_offset",
                 "ingested_at"
             ]
         );

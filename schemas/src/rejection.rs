@@ -64,10 +64,7 @@ impl Rejection {
     pub(crate) fn bad_type(name: &'static str, expected: &str, got: &serde_json::Value) -> Self {
         Rejection::new(
             RejectCode::BadType(name),
-            format!(
-                "field `{name}` must be {expected}, got {}",
-                json_kind(got)
-            ),
+            format!("field `{name}` must be {expected}, got {}", json_kind(got)),
         )
     }
 

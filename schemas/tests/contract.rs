@@ -6,9 +6,7 @@ use std::collections::BTreeSet;
 
 use proptest::prelude::*;
 use serde_json::{Value, json};
-use wenming_schemas::{
-    EventType, FieldKind, MAX_EVENT_BYTES, RejectCode, decode, json_schema,
-};
+use wenming_schemas::{EventType, FieldKind, MAX_EVENT_BYTES, RejectCode, decode, json_schema};
 
 const EXAMPLES: &str = include_str!("fixtures/examples.ndjson");
 
@@ -45,8 +43,11 @@ fn every_type_round_trips_through_json() {
         // Same JSON value, apart from key order and the offsets' spelling.
         let original: Value = serde_json::from_str(line).unwrap();
         let encoded: Value = serde_json::from_slice(&e.to_json()).unwrap();
-        assert_eq!(original["data"].as_object().unwrap().len(),
-                   encoded["data"].as_object().unwrap().len(), "{line}");
+        assert_eq!(
+            original["data"].as_object().unwrap().len(),
+            encoded["data"].as_object().unwrap().len(),
+            "{line}"
+        );
         assert_eq!(original["event_id"], encoded["event_id"]);
         assert_eq!(original["type"], encoded["type"]);
     }
@@ -100,7 +101,12 @@ fn every_field_rule_rejects_with_its_code() {
                 assert_eq!(reason(&v), format!("missing_field:{}", f.name), "{}", t);
                 let mut v = base.clone();
                 v["data"][f.name] = Value::Null;
-                assert_eq!(reason(&v), format!("missing_field:{}", f.name), "{} null", t);
+                assert_eq!(
+                    reason(&v),
+                    format!("missing_field:{}", f.name),
+                    "{} null",
+                    t
+                );
             }
             let mut v = base.clone();
             v["data"][f.name] = wrong_type(f.kind);
@@ -124,16 +130,28 @@ fn envelope_rules_reject_with_their_codes() {
         ("event_id", Value::Null, "missing_field:event_id"),
         ("event_id", json!(7), "bad_type:event_id"),
         ("event_id", json!("not-a-uuid"), "bad_value:event_id"),
-        ("event_id", json!("15562a8d295b49d58f036c53cb87a2e8"), "bad_value:event_id"),
+        (
+            "event_id",
+            json!("15562a8d295b49d58f036c53cb87a2e8"),
+            "bad_value:event_id",
+        ),
         ("type", Value::Null, "missing_field:type"),
         ("type", json!(["service.recorded"]), "bad_type:type"),
         ("type", json!("service.deleted"), "unknown_type"),
-        ("schema_version", Value::Null, "missing_field:schema_version"),
+        (
+            "schema_version",
+            Value::Null,
+            "missing_field:schema_version",
+        ),
         ("schema_version", json!("1"), "bad_type:schema_version"),
         ("schema_version", json!(2), "unsupported_schema_version"),
         ("occurred_at", Value::Null, "missing_field:occurred_at"),
         ("occurred_at", json!(1700000000), "bad_type:occurred_at"),
-        ("occurred_at", json!("2024-12-11 23:44:25"), "bad_value:occurred_at"),
+        (
+            "occurred_at",
+            json!("2024-12-11 23:44:25"),
+            "bad_value:occurred_at",
+        ),
         ("unit_id", Value::Null, "missing_field:unit_id"),
         ("unit_id", json!(42), "bad_type:unit_id"),
         ("source", json!(42), "bad_type:source"),
@@ -153,15 +171,24 @@ fn envelope_rules_reject_with_their_codes() {
     let mut v = base.clone();
     v["event_id"] = json!("15562A8D-295B-49D5-8F03-6C53CB87A2E8");
     let e = decode(&serde_json::to_vec(&v).unwrap()).unwrap();
-    assert_eq!(e.event_id.to_string(), "15562a8d-295b-49d5-8f03-6c53cb87a2e8");
+    assert_eq!(
+        e.event_id.to_string(),
+        "15562a8d-295b-49d5-8f03-6c53cb87a2e8"
+    );
 }
 
 #[test]
 fn message_level_rules() {
     assert_eq!(decode(b"not json").unwrap_err().reason(), "not_json");
     assert_eq!(decode(b"").unwrap_err().reason(), "not_json");
-    assert_eq!(decode(b"{\"a\":1} trailing").unwrap_err().reason(), "not_json");
-    assert_eq!(decode(&[0xff, 0xfe, b'{', b'}']).unwrap_err().reason(), "not_json");
+    assert_eq!(
+        decode(b"{\"a\":1} trailing").unwrap_err().reason(),
+        "not_json"
+    );
+    assert_eq!(
+        decode(&[0xff, 0xfe, b'{', b'}']).unwrap_err().reason(),
+        "not_json"
+    );
     assert_eq!(decode(b"[1,2]").unwrap_err().reason(), "not_object");
     assert_eq!(decode(b"\"event\"").unwrap_err().reason(), "not_object");
     assert_eq!(decode(b"null").unwrap_err().reason(), "not_object");
@@ -172,7 +199,10 @@ fn message_level_rules() {
     big["data"]["padding"] = json!("x".repeat(MAX_EVENT_BYTES - base_len));
     let exact = serde_json::to_vec(&big).unwrap();
     assert_eq!(exact.len(), MAX_EVENT_BYTES);
-    assert!(decode(&exact).is_ok(), "an event of exactly 1 MiB is accepted");
+    assert!(
+        decode(&exact).is_ok(),
+        "an event of exactly 1 MiB is accepted"
+    );
     let mut over = exact.clone();
     over.insert(1, b' ');
     assert_eq!(decode(&over).unwrap_err().reason(), "too_large");
@@ -220,7 +250,11 @@ fn messages_name_the_field_and_the_value() {
     v["data"]["minutes"] = json!(2000);
     let r = decode(&serde_json::to_vec(&v).unwrap()).unwrap_err();
     assert_eq!(r.code, RejectCode::BadValue("minutes"));
-    assert!(r.message.contains("minutes") && r.message.contains("2000"), "{}", r.message);
+    assert!(
+        r.message.contains("minutes") && r.message.contains("2000"),
+        "{}",
+        r.message
+    );
 }
 
 #[test]
@@ -282,69 +316,80 @@ fn field_value(kind: FieldKind) -> BoxedStrategy<Value> {
         FieldKind::AreaCode => "[0-9]{12}".prop_map(Value::from).boxed(),
         FieldKind::Int { min, max } => (min..=max).prop_map(Value::from).boxed(),
         FieldKind::Bool => any::<bool>().prop_map(Value::from).boxed(),
-        FieldKind::Enum(names) => proptest::sample::select(names).prop_map(Value::from).boxed(),
+        FieldKind::Enum(names) => proptest::sample::select(names)
+            .prop_map(Value::from)
+            .boxed(),
     }
 }
 
 /// Any valid event: a type, every required field, each optional field or not, then the
 /// cross-field rules made true.
 fn valid_event() -> impl Strategy<Value = Value> {
-    proptest::sample::select(EventType::ALL).prop_flat_map(|t| {
-        let fields: Vec<BoxedStrategy<Option<Value>>> = t
-            .fields()
-            .iter()
-            .map(|f| {
-                if f.required {
-                    field_value(f.kind).prop_map(Some).boxed()
-                } else {
-                    proptest::option::of(field_value(f.kind)).boxed()
-                }
-            })
-            .collect();
-        (Just(t), fields, any::<[u8; 16]>(), timestamp(), id(), 0u32..10_000)
-    })
-    .prop_map(|(t, values, uuid, at, unit, extra_minutes)| {
-        let mut data = serde_json::Map::new();
-        for (f, v) in t.fields().iter().zip(values) {
-            if let Some(v) = v {
-                data.insert(f.name.to_owned(), v);
-            }
-        }
-        if t.has_data_unit_id() {
-            data.insert("unit_id".into(), json!(unit));
-        }
-        match t {
-            EventType::UnitRegistered => {
-                let code = data["area_code"].as_str().unwrap().to_owned();
-                let fixed = match data["level"].as_str().unwrap() {
-                    "center" => format!("{}000000", &code[..6]),
-                    "institute" => format!("{}000", &code[..9]),
-                    _ => code,
-                };
-                data.insert("area_code".into(), json!(fixed));
-            }
-            EventType::ActivityPublished | EventType::ServiceRecorded => {
-                let (start, end) = if t == EventType::ServiceRecorded {
-                    ("started_at", "ended_at")
-                } else {
-                    ("starts_at", "ends_at")
-                };
-                let s = chrono::DateTime::parse_from_rfc3339(data[start].as_str().unwrap()).unwrap();
-                let minutes = data.get("minutes").and_then(Value::as_i64).unwrap_or(0);
-                let e = s + chrono::Duration::minutes(minutes + i64::from(extra_minutes));
-                data.insert(end.into(), json!(e.to_rfc3339()));
-            }
-            _ => {}
-        }
-        json!({
-            "event_id": uuid::Uuid::from_bytes(uuid).to_string(),
-            "type": t.name(),
-            "schema_version": 1,
-            "occurred_at": fmt_ts(at),
-            "unit_id": unit,
-            "data": data,
+    proptest::sample::select(EventType::ALL)
+        .prop_flat_map(|t| {
+            let fields: Vec<BoxedStrategy<Option<Value>>> = t
+                .fields()
+                .iter()
+                .map(|f| {
+                    if f.required {
+                        field_value(f.kind).prop_map(Some).boxed()
+                    } else {
+                        proptest::option::of(field_value(f.kind)).boxed()
+                    }
+                })
+                .collect();
+            (
+                Just(t),
+                fields,
+                any::<[u8; 16]>(),
+                timestamp(),
+                id(),
+                0u32..10_000,
+            )
         })
-    })
+        .prop_map(|(t, values, uuid, at, unit, extra_minutes)| {
+            let mut data = serde_json::Map::new();
+            for (f, v) in t.fields().iter().zip(values) {
+                if let Some(v) = v {
+                    data.insert(f.name.to_owned(), v);
+                }
+            }
+            if t.has_data_unit_id() {
+                data.insert("unit_id".into(), json!(unit));
+            }
+            match t {
+                EventType::UnitRegistered => {
+                    let code = data["area_code"].as_str().unwrap().to_owned();
+                    let fixed = match data["level"].as_str().unwrap() {
+                        "center" => format!("{}000000", &code[..6]),
+                        "institute" => format!("{}000", &code[..9]),
+                        _ => code,
+                    };
+                    data.insert("area_code".into(), json!(fixed));
+                }
+                EventType::ActivityPublished | EventType::ServiceRecorded => {
+                    let (start, end) = if t == EventType::ServiceRecorded {
+                        ("started_at", "ended_at")
+                    } else {
+                        ("starts_at", "ends_at")
+                    };
+                    let s = chrono::DateTime::parse_from_rfc3339(data[start].as_str().unwrap())
+                        .unwrap();
+                    let minutes = data.get("minutes").and_then(Value::as_i64).unwrap_or(0);
+                    let e = s + chrono::Duration::minutes(minutes + i64::from(extra_minutes));
+                    data.insert(end.into(), json!(e.to_rfc3339()));
+                }
+                _ => {}
+            }
+            json!({
+                "event_id": uuid::Uuid::from_bytes(uuid).to_string(),
+                "type": t.name(),
+                "schema_version": 1,
+                "occurred_at": fmt_ts(at),
+                "unit_id": unit,
+                "data": data,
+            })
+        })
 }
 
 proptest! {

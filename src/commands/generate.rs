@@ -79,7 +79,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         s.events,
         s.duplicates,
         invalid,
-        args.out.as_ref().map(|p| format!(" → {}", p.display())).unwrap_or_default(),
+        args.out
+            .as_ref()
+            .map(|p| format!(" → {}", p.display()))
+            .unwrap_or_default(),
     );
     Ok(ExitCode::SUCCESS)
 }

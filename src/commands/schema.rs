@@ -25,7 +25,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("cannot write {}", path.display()))
     };
     for t in EventType::ALL {
-        write(format!("{}.schema.json", t.name()), json_schema::for_type(*t))?;
+        write(
+            format!("{}.schema.json", t.name()),
+            json_schema::for_type(*t),
+        )?;
     }
     write("event.schema.json".into(), json_schema::catalog())?;
     eprintln!(

@@ -110,7 +110,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         Format::Text => print_text(&mut out, &args.file, &report)?,
     }
-    Ok(if report.rejections.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if report.rejections.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// How many rejected lines the text report lists before pointing to `--format json`.

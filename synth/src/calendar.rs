@@ -73,7 +73,11 @@ pub fn raw_weight(d: NaiveDate) -> f64 {
 /// Day weights over `from..=to`, scaled so they average 1: a rate "per day" times a
 /// weight keeps the range's total while moving activity to the peaks.
 pub fn weights(from: NaiveDate, to: NaiveDate) -> Vec<f64> {
-    let raw: Vec<f64> = from.iter_days().take_while(|d| *d <= to).map(raw_weight).collect();
+    let raw: Vec<f64> = from
+        .iter_days()
+        .take_while(|d| *d <= to)
+        .map(raw_weight)
+        .collect();
     let mean = raw.iter().sum::<f64>() / raw.len().max(1) as f64;
     raw.into_iter().map(|w| w / mean).collect()
 }

@@ -67,10 +67,23 @@ fn bad_value(kind: FieldKind) -> Option<Value> {
     }
 }
 
-const ENVELOPE_REQUIRED: &[&str] = &["event_id", "type", "schema_version", "occurred_at", "unit_id", "data"];
+const ENVELOPE_REQUIRED: &[&str] = &[
+    "event_id",
+    "type",
+    "schema_version",
+    "occurred_at",
+    "unit_id",
+    "data",
+];
 
 /// Applies one defect; `None` when it does not fit this event (try another).
-fn apply(defect: Defect, line: &[u8], v: &mut Value, t: EventType, rng: &mut SimRng) -> Option<Vec<u8>> {
+fn apply(
+    defect: Defect,
+    line: &[u8],
+    v: &mut Value,
+    t: EventType,
+    rng: &mut SimRng,
+) -> Option<Vec<u8>> {
     let fields = t.fields();
     match defect {
         Defect::NotJson => {
@@ -91,11 +104,17 @@ fn apply(defect: Defect, line: &[u8], v: &mut Value, t: EventType, rng: &mut Sim
             v["data"]["attachment"] = json!("x".repeat(MAX_EVENT_BYTES));
         }
         Defect::MissingField => {
-            let required: Vec<&str> = fields.iter().filter(|f| f.required).map(|f| f.name).collect();
+            let required: Vec<&str> = fields
+                .iter()
+                .filter(|f| f.required)
+                .map(|f| f.name)
+                .collect();
             let i = rng.random_range(0..ENVELOPE_REQUIRED.len() + required.len());
             match ENVELOPE_REQUIRED.get(i) {
                 Some(name) => v.as_object_mut()?.remove(*name)?,
-                None => v["data"].as_object_mut()?.remove(required[i - ENVELOPE_REQUIRED.len()])?,
+                None => v["data"]
+                    .as_object_mut()?
+                    .remove(required[i - ENVELOPE_REQUIRED.len()])?,
             };
         }
         Defect::BadType => {
@@ -144,6 +163,9 @@ pub fn break_line(line: &[u8], rng: &mut SimRng) -> (Vec<u8>, String) {
         }
     }
     let broken = line[..line.len() / 2].to_vec();
-    let code = decode(&broken).err().map(|r| r.reason()).unwrap_or_default();
+    let code = decode(&broken)
+        .err()
+        .map(|r| r.reason())
+        .unwrap_or_default();
     (broken, code)
 }

@@ -85,6 +85,7 @@ pub struct Emitter<'a> {
     seq: u32,
     pub lines: Vec<Line>,
     pub stats: Stats,
+    scratch: Vec<u8>,
 }
 
 impl<'a> Emitter<'a> {
@@ -96,6 +97,7 @@ impl<'a> Emitter<'a> {
             day,
             seq: 0,
             lines: Vec::new(),
+            scratch: Vec::with_capacity(1024),
             stats: Stats {
                 by_type: vec![0; EventType::ALL.len()],
                 ..Stats::default()
@@ -142,7 +144,10 @@ impl<'a> Emitter<'a> {
             data: data.into(),
         };
         let event_type = event.event_type();
-        let mut bytes = event.to_json();
+        // Serialise into a reused buffer, then copy once into an exact-size line.
+        self.scratch.clear();
+        serde_json::to_writer(&mut self.scratch, &event).expect("events always serialize");
+        let bytes = self.scratch.clone();
         let arrival = occurred_us + if on_time { 0 } else { self.arrival_delay() };
 
         // Reference data stays intact: breaking it would only make the rest orphans.
@@ -164,7 +169,6 @@ impl<'a> Emitter<'a> {
             self.stats.duplicates += 1;
             self.push(resend, bytes.clone());
         }
-        bytes.shrink_to_fit();
         self.push(arrival, bytes);
     }
 

@@ -64,14 +64,27 @@ impl Options {
     /// The defaults of a scale: its usual date range, no invalid lines, 0.5 % re-sends.
     pub fn new(scale: Scale, seed: u64) -> Self {
         let (from, to) = scale.default_range();
-        Options { scale, seed, from, to, invalid_rate: 0.0, duplicate_rate: 0.005 }
+        Options {
+            scale,
+            seed,
+            from,
+            to,
+            invalid_rate: 0.0,
+            duplicate_rate: 0.005,
+        }
     }
 
     fn check(&self) -> Result<(), SynthError> {
         if self.from > self.to {
-            return Err(SynthError::EmptyRange { from: self.from, to: self.to });
+            return Err(SynthError::EmptyRange {
+                from: self.from,
+                to: self.to,
+            });
         }
-        for (name, value) in [("--invalid-rate", self.invalid_rate), ("--duplicate-rate", self.duplicate_rate)] {
+        for (name, value) in [
+            ("--invalid-rate", self.invalid_rate),
+            ("--duplicate-rate", self.duplicate_rate),
+        ] {
             if !(0.0..=1.0).contains(&value) {
                 return Err(SynthError::BadRate { name, value });
             }
@@ -98,7 +111,11 @@ pub struct Summary {
 impl Summary {
     /// Valid events per type name.
     pub fn by_type(&self) -> BTreeMap<&'static str, u64> {
-        EventType::ALL.iter().zip(&self.stats.by_type).map(|(t, n)| (t.name(), *n)).collect()
+        EventType::ALL
+            .iter()
+            .zip(&self.stats.by_type)
+            .map(|(t, n)| (t.name(), *n))
+            .collect()
     }
 }
 
@@ -113,7 +130,13 @@ pub fn generate<W: Write>(
     mut progress: impl FnMut(Progress),
 ) -> Result<Summary, SynthError> {
     options.check()?;
-    let Options { scale, seed, from, to, .. } = *options;
+    let Options {
+        scale,
+        seed,
+        from,
+        to,
+        ..
+    } = *options;
     let weights = calendar::weights(from, to);
     let units = network::build(scale, seed, from, to);
     let n_units = units.len();
@@ -122,7 +145,11 @@ pub fn generate<W: Write>(
         .map(|u| UnitSim::new(u, seed, from, to, &weights))
         .collect();
 
-    let end = to.succ_opt().unwrap_or(to).and_hms_opt(0, 0, 0).expect("midnight exists");
+    let end = to
+        .succ_opt()
+        .unwrap_or(to)
+        .and_hms_opt(0, 0, 0)
+        .expect("midnight exists");
     let settings = StreamSettings {
         invalid_rate: options.invalid_rate,
         duplicate_rate: options.duplicate_rate,
@@ -131,7 +158,10 @@ pub fn generate<W: Write>(
 
     let first = from - Duration::days(PUBLICATION_LEAD_DAYS);
     let days_total = (to - first).num_days() as u64 + 1;
-    let mut stats = Stats { by_type: vec![0; EventType::ALL.len()], ..Stats::default() };
+    let mut stats = Stats {
+        by_type: vec![0; EventType::ALL.len()],
+        ..Stats::default()
+    };
     // Lines in flight, by the local day they arrive.
     let mut buckets: BTreeMap<i64, Vec<Line>> = BTreeMap::new();
     let mut written = 0u64;
@@ -141,7 +171,11 @@ pub fn generate<W: Write>(
         let day = Day {
             date,
             in_range,
-            weight: if in_range { weights[(date - from).num_days() as usize] } else { 1.0 },
+            weight: if in_range {
+                weights[(date - from).num_days() as usize]
+            } else {
+                1.0
+            },
         };
         let outputs: Vec<(Vec<Line>, Stats)> = sims
             .par_iter_mut()
@@ -159,19 +193,38 @@ pub fn generate<W: Write>(
         for (lines, s) in outputs {
             stats.merge(s);
             for line in lines {
-                buckets.entry(local_day(line.arrival)).or_default().push(line);
+                buckets
+                    .entry(local_day(line.arrival))
+                    .or_default()
+                    .push(line);
             }
         }
         // Every story still to come starts after today, so today's arrivals are final.
-        let today = local_day(date.and_hms_opt(12, 0, 0).expect("noon exists").and_utc().timestamp_micros());
+        let today = local_day(
+            date.and_hms_opt(12, 0, 0)
+                .expect("noon exists")
+                .and_utc()
+                .timestamp_micros(),
+        );
         written += flush(&mut buckets, Some(today), &mut out)?;
-        progress(Progress { days_done: i as u64 + 1, days_total, lines_written: written });
+        progress(Progress {
+            days_done: i as u64 + 1,
+            days_total,
+            lines_written: written,
+        });
     }
     written += flush(&mut buckets, None, &mut out)?;
     out.flush()?;
-    progress(Progress { days_done: days_total, days_total, lines_written: written });
+    progress(Progress {
+        days_done: days_total,
+        days_total,
+        lines_written: written,
+    });
     debug_assert_eq!(written, stats.lines());
-    Ok(Summary { units: n_units, stats })
+    Ok(Summary {
+        units: n_units,
+        stats,
+    })
 }
 
 /// Writes, in arrival order, every bucket up to `through` (all of them with `None`).

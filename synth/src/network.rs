@@ -65,8 +65,8 @@ const DISTRICTS: &[(&str, &str)] = &[
 ];
 
 const SYLLABLES: &[&str] = &[
-    "和", "平", "安", "康", "福", "明", "华", "新", "兴", "阳", "光", "春", "秋", "东", "西",
-    "南", "北", "湖", "山", "桥", "文", "昌", "景", "丰", "泰", "宁", "海", "月", "望", "梅",
+    "和", "平", "安", "康", "福", "明", "华", "新", "兴", "阳", "光", "春", "秋", "东", "西", "南",
+    "北", "湖", "山", "桥", "文", "昌", "景", "丰", "泰", "宁", "海", "月", "望", "梅",
 ];
 
 fn place_name(rng: &mut SimRng) -> String {
@@ -136,30 +136,36 @@ pub fn build(scale: Scale, seed: u64, from: NaiveDate, to: NaiveDate) -> Vec<Uni
     let mut station_nos = Vec::new();
     let mut street_count = 0usize;
     for (d, (code, dname)) in DISTRICTS.iter().take(n_districts).enumerate() {
-        let center = push(&mut units, UnitInfo {
-            id: format!("C{code}"),
-            area_code: format!("{code}000000"),
-            name: format!("{dname}新时代文明实践中心"),
-            initial_volunteers: rng.random_range(100..300),
-            teams: rng.random_range(3..9),
-            activities_per_month: 6.0,
-            ..blank(Level::Center)
-        });
+        let center = push(
+            &mut units,
+            UnitInfo {
+                id: format!("C{code}"),
+                area_code: format!("{code}000000"),
+                name: format!("{dname}新时代文明实践中心"),
+                initial_volunteers: rng.random_range(100..300),
+                teams: rng.random_range(3..9),
+                activities_per_month: 6.0,
+                ..blank(Level::Center)
+            },
+        );
         // Spread streets and stations evenly, the remainder to the first ones.
         let streets_here = n_streets / n_districts + usize::from(d < n_streets % n_districts);
         for s in 0..streets_here {
             let street = format!("{code}{:03}", s + 1);
             let sname = place_name(&mut rng);
-            let institute = push(&mut units, UnitInfo {
-                id: format!("I{street}"),
-                parent: Some(center),
-                area_code: format!("{street}000"),
-                name: format!("{sname}街道新时代文明实践所"),
-                initial_volunteers: rng.random_range(30..100),
-                teams: rng.random_range(2..5),
-                activities_per_month: 3.0,
-                ..blank(Level::Institute)
-            });
+            let institute = push(
+                &mut units,
+                UnitInfo {
+                    id: format!("I{street}"),
+                    parent: Some(center),
+                    area_code: format!("{street}000"),
+                    name: format!("{sname}街道新时代文明实践所"),
+                    initial_volunteers: rng.random_range(30..100),
+                    teams: rng.random_range(2..5),
+                    activities_per_month: 3.0,
+                    ..blank(Level::Institute)
+                },
+            );
             let street_index = street_count;
             street_count += 1;
             let stations_here =
@@ -174,21 +180,24 @@ pub fn build(scale: Scale, seed: u64, from: NaiveDate, to: NaiveDate) -> Vec<Uni
                 let closes = (opens.is_none() && rng::chance(&mut rng, 0.005))
                     .then(|| from + chrono::Duration::days(rng.random_range(1..days)));
                 let share = rng.random_range(0.10..0.20);
-                let no = push(&mut units, UnitInfo {
-                    id: format!("S{code12}"),
-                    parent: Some(institute),
-                    area_code: code12,
-                    name: format!("{}社区新时代文明实践站", place_name(&mut rng)),
-                    residents,
-                    households,
-                    opens,
-                    closes,
-                    pool_size: residents,
-                    initial_volunteers: (residents as f64 * share) as u32,
-                    teams: rng.random_range(2..7),
-                    activities_per_month: 5.0,
-                    ..blank(Level::Station)
-                });
+                let no = push(
+                    &mut units,
+                    UnitInfo {
+                        id: format!("S{code12}"),
+                        parent: Some(institute),
+                        area_code: code12,
+                        name: format!("{}社区新时代文明实践站", place_name(&mut rng)),
+                        residents,
+                        households,
+                        opens,
+                        closes,
+                        pool_size: residents,
+                        initial_volunteers: (residents as f64 * share) as u32,
+                        teams: rng.random_range(2..7),
+                        activities_per_month: 5.0,
+                        ..blank(Level::Station)
+                    },
+                );
                 units[no as usize].pool_station = no;
                 station_nos.push(no);
             }
@@ -216,29 +225,38 @@ pub fn build(scale: Scale, seed: u64, from: NaiveDate, to: NaiveDate) -> Vec<Uni
         };
         let closes = rng::chance(&mut rng, 0.02)
             .then(|| from + chrono::Duration::days(rng.random_range(1..days)));
-        push(&mut units, UnitInfo {
-            id: format!("P{code}-{}", p + 1),
-            parent: Some(parent),
-            area_code: code,
-            name: format!("{}新时代文明实践点", place_name(&mut rng)),
-            closes,
-            pool_station: parent,
-            pool_size: pool,
-            initial_volunteers: rng.random_range(10..40),
-            teams: 1,
-            activities_per_month: 1.5,
-            ..blank(Level::Point)
-        });
+        push(
+            &mut units,
+            UnitInfo {
+                id: format!("P{code}-{}", p + 1),
+                parent: Some(parent),
+                area_code: code,
+                name: format!("{}新时代文明实践点", place_name(&mut rng)),
+                closes,
+                pool_station: parent,
+                pool_size: pool,
+                initial_volunteers: rng.random_range(10..40),
+                teams: 1,
+                activities_per_month: 1.5,
+                ..blank(Level::Point)
+            },
+        );
     }
     // Every network shows both edge cases offices must handle: a station that opens
     // inside the range and one that closes inside it.
     if station_nos.len() >= 2 {
         let opening = station_nos[station_nos.len() - 1] as usize;
-        if !units.iter().any(|u| u.level == Level::Station && u.opens.is_some()) {
+        if !units
+            .iter()
+            .any(|u| u.level == Level::Station && u.opens.is_some())
+        {
             units[opening].opens = Some(from + chrono::Duration::days(days / 3));
             units[opening].closes = None;
         }
-        if !units.iter().any(|u| u.level == Level::Station && u.closes.is_some()) {
+        if !units
+            .iter()
+            .any(|u| u.level == Level::Station && u.closes.is_some())
+        {
             let closing = station_nos[station_nos.len() / 2] as usize;
             units[closing].closes = Some(from + chrono::Duration::days(days * 2 / 3));
             units[closing].opens = None;

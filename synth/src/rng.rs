@@ -65,5 +65,9 @@ pub fn pick_weighted(rng: &mut SimRng, cumulative: &[f64]) -> Option<usize> {
         return None;
     }
     let x = rng.random::<f64>() * total;
-    Some(cumulative.partition_point(|c| *c <= x).min(cumulative.len() - 1))
+    Some(
+        cumulative
+            .partition_point(|c| *c <= x)
+            .min(cumulative.len() - 1),
+    )
 }

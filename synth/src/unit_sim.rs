@@ -23,7 +23,10 @@ pub fn cst() -> FixedOffset {
 
 fn local(day: NaiveDate, minute_of_day: i64) -> DateTime<FixedOffset> {
     let midnight = day.and_hms_opt(0, 0, 0).expect("midnight exists");
-    cst().from_local_datetime(&midnight).single().expect("fixed offsets are unambiguous")
+    cst()
+        .from_local_datetime(&midnight)
+        .single()
+        .expect("fixed offsets are unambiguous")
         + Duration::minutes(minute_of_day)
 }
 
@@ -69,7 +72,11 @@ fn category(rng: &mut SimRng, kind: DayKind) -> Category {
         return Category::Festival;
     }
     if kind == DayKind::VolunteerDay && rng::chance(rng, 0.5) {
-        return if rng.random_bool(0.5) { Category::Convenience } else { Category::Environment };
+        return if rng.random_bool(0.5) {
+            Category::Convenience
+        } else {
+            Category::Environment
+        };
     }
     let total: u32 = CATEGORY_MIX.iter().map(|(_, w)| w).sum();
     let mut x = rng.random_range(0..total);
@@ -82,7 +89,15 @@ fn category(rng: &mut SimRng, kind: DayKind) -> Category {
     Category::Other
 }
 
-const THEMES: &[&str] = &["进社区", "在身边", "志愿行", "面对面", "微课堂", "暖人心", "齐参与"];
+const THEMES: &[&str] = &[
+    "进社区",
+    "在身边",
+    "志愿行",
+    "面对面",
+    "微课堂",
+    "暖人心",
+    "齐参与",
+];
 const ITEMS: &[&str] = &["大米", "食用油", "洗衣液", "毛巾", "图书", "雨伞", "电影票"];
 
 struct Volunteer {
@@ -160,8 +175,15 @@ impl UnitSim {
 
     fn add_volunteer(&mut self, rng: &mut SimRng) -> u32 {
         // Most volunteers serve now and then, a few a great deal (heavy tail).
-        let weight = if rng::chance(rng, 0.4) { 0.1 } else { rng::lognormal(rng, 1.0, 1.0) };
-        self.volunteers.push(Volunteer { weight, registered: true });
+        let weight = if rng::chance(rng, 0.4) {
+            0.1
+        } else {
+            rng::lognormal(rng, 1.0, 1.0)
+        };
+        self.volunteers.push(Volunteer {
+            weight,
+            registered: true,
+        });
         self.dirty = true;
         self.volunteers.len() as u32 - 1
     }
@@ -174,17 +196,33 @@ impl UnitSim {
         format!("T{}-{k}", self.info.no)
     }
 
-    fn plan_activities(&mut self, rng: &mut SimRng, from: NaiveDate, to: NaiveDate, weights: &[f64]) {
+    fn plan_activities(
+        &mut self,
+        rng: &mut SimRng,
+        from: NaiveDate,
+        to: NaiveDate,
+        weights: &[f64],
+    ) {
         const STARTS: &[i64] = &[510, 540, 570, 840, 870, 900, 1140, 1170];
         for (day, w) in from.iter_days().take_while(|d| *d <= to).zip(weights) {
-            if self.info.opens.is_some_and(|o| day <= o) || self.info.closes.is_some_and(|c| day >= c) {
+            if self.info.opens.is_some_and(|o| day <= o)
+                || self.info.closes.is_some_and(|c| day >= c)
+            {
                 continue;
             }
             let n = rng::poisson(rng, self.info.activities_per_month / DAYS_PER_MONTH * w);
             for _ in 0..n {
                 // Now and then an evening event runs past local midnight.
-                let start_minute = if rng::chance(rng, 0.01) { 1410 } else { STARTS[rng.random_range(0..STARTS.len())] };
-                let minutes = if rng::chance(rng, 0.01) { 480 } else { [60, 90, 120, 150, 180][rng.random_range(0..5)] };
+                let start_minute = if rng::chance(rng, 0.01) {
+                    1410
+                } else {
+                    STARTS[rng.random_range(0..STARTS.len())]
+                };
+                let minutes = if rng::chance(rng, 0.01) {
+                    480
+                } else {
+                    [60, 90, 120, 150, 180][rng.random_range(0..5)]
+                };
                 let mut lead = rng.random_range(3..15);
                 if let Some(opened) = self.info.opens {
                     lead = lead.min((day - opened).num_days() - 1).max(0);
@@ -251,11 +289,18 @@ impl UnitSim {
             name: Text(self.info.name.clone()),
             area_code: AreaCode(self.info.area_code.clone()),
             residents: (self.info.level == Level::Station).then_some(Bounded(self.info.residents)),
-            households: (self.info.level == Level::Station).then_some(Bounded(self.info.households)),
+            households: (self.info.level == Level::Station)
+                .then_some(Bounded(self.info.households)),
         }
     }
 
-    fn emit_volunteer_registered(&self, em: &mut Emitter, n: u32, at: DateTime<FixedOffset>, on_time: bool) {
+    fn emit_volunteer_registered(
+        &self,
+        em: &mut Emitter,
+        n: u32,
+        at: DateTime<FixedOffset>,
+        on_time: bool,
+    ) {
         let rng = &mut em.rng;
         let data = VolunteerRegistered {
             volunteer_id: Id(self.volunteer_id(n)),
@@ -295,7 +340,11 @@ impl UnitSim {
             let data = TeamRegistered {
                 team_id: Id(self.team_id(k)),
                 unit_id: Id(self.info.id.clone()),
-                name: Text(format!("{}志愿服务{}队", self.info.name.trim_end_matches("新时代文明实践站"), k + 1)),
+                name: Text(format!(
+                    "{}志愿服务{}队",
+                    self.info.name.trim_end_matches("新时代文明实践站"),
+                    k + 1
+                )),
             };
             em.emit(&self.info.id, at, data, Some("national"), on_time);
         }
@@ -311,10 +360,22 @@ impl UnitSim {
             self.open = true;
         }
         if self.open && day.in_range && self.info.closes == Some(day.date) {
-            em.emit(&self.info.id, local(day.date, 1020), UnitClosed { unit_id: Id(self.info.id.clone()) }, Some("ledger"), false);
+            em.emit(
+                &self.info.id,
+                local(day.date, 1020),
+                UnitClosed {
+                    unit_id: Id(self.info.id.clone()),
+                },
+                Some("ledger"),
+                false,
+            );
             self.open = false;
         }
-        while self.plans.last().is_some_and(|p| p.publish.date_naive() <= day.date) {
+        while self
+            .plans
+            .last()
+            .is_some_and(|p| p.publish.date_naive() <= day.date)
+        {
             let plan = self.plans.pop().expect("checked above");
             if self.open {
                 self.activity_story(plan, None, em);
@@ -375,7 +436,10 @@ impl UnitSim {
                 self.dirty = true;
                 let at = local(day.date, em.rng.random_range(480..1200));
                 let reason = ["moved", "health", "personal"][em.rng.random_range(0..3)];
-                let data = VolunteerDeregistered { volunteer_id: Id(self.volunteer_id(v)), reason: rng::chance(&mut em.rng, 0.7).then(|| Text::from(reason)) };
+                let data = VolunteerDeregistered {
+                    volunteer_id: Id(self.volunteer_id(v)),
+                    reason: rng::chance(&mut em.rng, 0.7).then(|| Text::from(reason)),
+                };
                 em.emit(&self.info.id, at, data, Some("national"), false);
             }
         }
@@ -391,9 +455,16 @@ impl UnitSim {
             unit_id: Id(self.info.id.clone()),
             name: None,
             residents: Some(Bounded(self.residents)),
-            households: rng::chance(&mut em.rng, 0.8).then(|| Bounded((self.residents as f64 / 2.2) as i64)),
+            households: rng::chance(&mut em.rng, 0.8)
+                .then(|| Bounded((self.residents as f64 / 2.2) as i64)),
         };
-        em.emit(&self.info.id, local(day.date, 600), data, Some("ledger"), false);
+        em.emit(
+            &self.info.id,
+            local(day.date, 600),
+            data,
+            Some("ledger"),
+            false,
+        );
     }
 
     fn activity_story(&mut self, plan: ActivityPlan, order_id: Option<String>, em: &mut Emitter) {
@@ -401,13 +472,21 @@ impl UnitSim {
         let activity_id = format!("A{}-{}", self.info.no, self.next_activity);
         let src = source(&mut em.rng);
         let mut start = plan.start;
-        let team = if rng::chance(&mut em.rng, 0.7) { self.team(&mut em.rng) } else { None };
+        let team = if rng::chance(&mut em.rng, 0.7) {
+            self.team(&mut em.rng)
+        } else {
+            None
+        };
         let publication = |em: &mut Emitter, start: DateTime<FixedOffset>| ActivityPublished {
             activity_id: Id(activity_id.clone()),
             unit_id: Id(self.info.id.clone()),
             team_id: team.clone().map(Id),
             category: plan.category,
-            title: Text(format!("{}{}", plan.category.title_zh(), THEMES[em.rng.random_range(0..THEMES.len())])),
+            title: Text(format!(
+                "{}{}",
+                plan.category.title_zh(),
+                THEMES[em.rng.random_range(0..THEMES.len())]
+            )),
             starts_at: stamp(&mut em.rng, start),
             ends_at: stamp(&mut em.rng, start + Duration::minutes(plan.minutes)),
             capacity: rng::chance(&mut em.rng, 0.6).then(|| Bounded(em.rng.random_range(20..200))),
@@ -418,17 +497,29 @@ impl UnitSim {
 
         // Re-published with a new date now and then (the latest publication wins).
         if rng::chance(&mut em.rng, 0.02) {
-            let shift = Duration::days(em.rng.random_range(1..11)) * if em.rng.random_bool(0.5) { 1 } else { -1 };
-            let republish = between(&mut em.rng, plan.publish + Duration::minutes(10), (plan.start - plan.publish) / 2);
+            let shift = Duration::days(em.rng.random_range(1..11))
+                * if em.rng.random_bool(0.5) { 1 } else { -1 };
+            let republish = between(
+                &mut em.rng,
+                plan.publish + Duration::minutes(10),
+                (plan.start - plan.publish) / 2,
+            );
             start = (start + shift).max(republish + Duration::hours(2));
             let data = publication(em, start);
             em.emit(&self.info.id, republish, data, src, false);
         }
         let end = start + Duration::minutes(plan.minutes);
         if order_id.is_none() && rng::chance(&mut em.rng, 0.03) {
-            let at = between(&mut em.rng, plan.publish + Duration::minutes(30), (start - plan.publish) / 2);
+            let at = between(
+                &mut em.rng,
+                plan.publish + Duration::minutes(30),
+                (start - plan.publish) / 2,
+            );
             let reasons = ["天气", "场地冲突", "报名不足"];
-            let data = ActivityCancelled { activity_id: Id(activity_id.clone()), reason: Some(Text::from(reasons[em.rng.random_range(0..3)])) };
+            let data = ActivityCancelled {
+                activity_id: Id(activity_id.clone()),
+                reason: Some(Text::from(reasons[em.rng.random_range(0..3)])),
+            };
             em.emit(&self.info.id, at, data, src, false);
             return;
         }
@@ -438,7 +529,11 @@ impl UnitSim {
         let people = rng::poisson(&mut em.rng, 34.0 * size);
         let mut serving = Vec::new();
         for _ in 0..people {
-            let volunteer = if rng::chance(&mut em.rng, 0.3) { self.pick_volunteer(&mut em.rng) } else { None };
+            let volunteer = if rng::chance(&mut em.rng, 0.3) {
+                self.pick_volunteer(&mut em.rng)
+            } else {
+                None
+            };
             let (person, role) = match volunteer {
                 Some(v) => (self.volunteer_id(v), Role::Volunteer),
                 None => (self.resident_id(&mut em.rng), Role::Resident),
@@ -448,11 +543,26 @@ impl UnitSim {
                 7..=8 => CheckInMethod::Gps,
                 _ => CheckInMethod::Manual,
             };
-            let at = between(&mut em.rng, start - Duration::minutes(15), Duration::minutes(45));
+            let at = between(
+                &mut em.rng,
+                start - Duration::minutes(15),
+                Duration::minutes(45),
+            );
             let scans = if rng::chance(&mut em.rng, 0.05) { 2 } else { 1 };
             for s in 0..scans {
-                let data = AttendanceCheckedIn { activity_id: Id(activity_id.clone()), person_id: Id(person.clone()), role, method };
-                em.emit(&self.info.id, at + Duration::minutes(7 * s), data, Some("i-zhiyuan"), false);
+                let data = AttendanceCheckedIn {
+                    activity_id: Id(activity_id.clone()),
+                    person_id: Id(person.clone()),
+                    role,
+                    method,
+                };
+                em.emit(
+                    &self.info.id,
+                    at + Duration::minutes(7 * s),
+                    data,
+                    Some("i-zhiyuan"),
+                    false,
+                );
             }
             if let Some(v) = volunteer {
                 serving.push(v);
@@ -460,17 +570,38 @@ impl UnitSim {
         }
         if rng::chance(&mut em.rng, 0.0005) {
             // A check-in whose activity never reaches the pipeline (an orphan).
-            let data = AttendanceCheckedIn { activity_id: Id(format!("{activity_id}-lost")), person_id: Id(self.resident_id(&mut em.rng)), role: Role::Resident, method: CheckInMethod::Manual };
+            let data = AttendanceCheckedIn {
+                activity_id: Id(format!("{activity_id}-lost")),
+                person_id: Id(self.resident_id(&mut em.rng)),
+                role: Role::Resident,
+                method: CheckInMethod::Manual,
+            };
             em.emit(&self.info.id, start, data, Some("app"), false);
         }
         if rng::chance(&mut em.rng, 0.92) {
-            let headcount = |em: &mut Emitter| if rng::chance(&mut em.rng, 0.3) { 0 } else { i64::from(rng::poisson(&mut em.rng, 6.0)) };
-            let at = between(&mut em.rng, end + Duration::minutes(30), Duration::hours(48));
-            let data = ActivityCompleted { activity_id: Id(activity_id.clone()), anonymous_headcount: Bounded(headcount(em)) };
+            let headcount = |em: &mut Emitter| {
+                if rng::chance(&mut em.rng, 0.3) {
+                    0
+                } else {
+                    i64::from(rng::poisson(&mut em.rng, 6.0))
+                }
+            };
+            let at = between(
+                &mut em.rng,
+                end + Duration::minutes(30),
+                Duration::hours(48),
+            );
+            let data = ActivityCompleted {
+                activity_id: Id(activity_id.clone()),
+                anonymous_headcount: Bounded(headcount(em)),
+            };
             em.emit(&self.info.id, at, data, src, false);
             if rng::chance(&mut em.rng, 0.03) {
                 let later = between(&mut em.rng, at + Duration::hours(1), Duration::days(3));
-                let data = ActivityCompleted { activity_id: Id(activity_id.clone()), anonymous_headcount: Bounded(headcount(em)) };
+                let data = ActivityCompleted {
+                    activity_id: Id(activity_id.clone()),
+                    anonymous_headcount: Bounded(headcount(em)),
+                };
                 em.emit(&self.info.id, later, data, src, false);
             }
         }
@@ -488,11 +619,19 @@ impl UnitSim {
         let total_weight = self.cumulative.last().copied().unwrap_or(0.0);
         let lambda = total_weight * RECORDS_PER_MONTH / DAYS_PER_MONTH * (0.5 + 0.5 * day.weight);
         for _ in 0..rng::poisson(&mut em.rng, lambda) {
-            let Some(v) = self.pick_volunteer(&mut em.rng) else { continue };
+            let Some(v) = self.pick_volunteer(&mut em.rng) else {
+                continue;
+            };
             let start = local(day.date, em.rng.random_range(420..1200));
-            let minutes = (rng::lognormal(&mut em.rng, 170.0, 0.45).clamp(30.0, 720.0) / 5.0).round() as i64 * 5;
+            let minutes = (rng::lognormal(&mut em.rng, 170.0, 0.45).clamp(30.0, 720.0) / 5.0)
+                .round() as i64
+                * 5;
             let end = start + Duration::minutes(minutes + em.rng.random_range(0..30));
-            let team = if rng::chance(&mut em.rng, 0.5) { self.team(&mut em.rng) } else { None };
+            let team = if rng::chance(&mut em.rng, 0.5) {
+                self.team(&mut em.rng)
+            } else {
+                None
+            };
             self.service_record(em, v, start, end, minutes, None, team);
         }
     }
@@ -510,7 +649,11 @@ impl UnitSim {
     ) {
         self.next_record += 1;
         let record_id = format!("SR{}-{}", self.info.no, self.next_record);
-        let recorded = between(&mut em.rng, end + Duration::minutes(10), Duration::hours(72));
+        let recorded = between(
+            &mut em.rng,
+            end + Duration::minutes(10),
+            Duration::hours(72),
+        );
         let data = ServiceRecorded {
             record_id: Id(record_id.clone()),
             volunteer_id: Id(self.volunteer_id(volunteer)),
@@ -520,7 +663,8 @@ impl UnitSim {
             started_at: stamp(&mut em.rng, start),
             ended_at: stamp(&mut em.rng, end),
             minutes: Bounded(minutes),
-            verifier_id: rng::chance(&mut em.rng, 0.6).then(|| Id(format!("VER{}-{}", self.info.no, em.rng.random_range(0..5)))),
+            verifier_id: rng::chance(&mut em.rng, 0.6)
+                .then(|| Id(format!("VER{}-{}", self.info.no, em.rng.random_range(0..5)))),
         };
         let src = source(&mut em.rng);
         em.emit(&self.info.id, recorded, data, src, false);
@@ -536,11 +680,19 @@ impl UnitSim {
         }
         let amend = |em: &mut Emitter, at: DateTime<FixedOffset>| {
             let m = ((minutes as f64) * em.rng.random_range(0.5..1.2)).round() as i64;
-            let data = ServiceAmended { record_id: Id(record_id.clone()), minutes: Bounded(m.clamp(1, 1440)), reason: Some(Text::from("核减")) };
+            let data = ServiceAmended {
+                record_id: Id(record_id.clone()),
+                minutes: Bounded(m.clamp(1, 1440)),
+                reason: Some(Text::from("核减")),
+            };
             em.emit(&self.info.id, at, data, Some("ledger"), false);
         };
         if rng::chance(&mut em.rng, 0.02) {
-            let at = between(&mut em.rng, recorded + Duration::days(1), Duration::days(20));
+            let at = between(
+                &mut em.rng,
+                recorded + Duration::days(1),
+                Duration::days(20),
+            );
             amend(em, at);
             if rng::chance(&mut em.rng, 0.1) {
                 // Two amendments at the same instant: the greater event_id wins.
@@ -548,8 +700,15 @@ impl UnitSim {
             }
         }
         if rng::chance(&mut em.rng, 0.01) {
-            let at = between(&mut em.rng, recorded + Duration::days(1), Duration::days(30));
-            let data = ServiceRevoked { record_id: Id(record_id.clone()), reason: Some(Text::from("虚报")) };
+            let at = between(
+                &mut em.rng,
+                recorded + Duration::days(1),
+                Duration::days(30),
+            );
+            let data = ServiceRevoked {
+                record_id: Id(record_id.clone()),
+                reason: Some(Text::from("虚报")),
+            };
             em.emit(&self.info.id, at, data, Some("ledger"), false);
             if rng::chance(&mut em.rng, 0.2) {
                 amend(em, at + Duration::days(2));
@@ -570,37 +729,107 @@ impl UnitSim {
             7..=8 => Channel::Visit,
             _ => Channel::Screen,
         };
-        let data = OrderPlaced { order_id: Id(order_id.clone()), unit_id: Id(unit.clone()), category, channel };
+        let data = OrderPlaced {
+            order_id: Id(order_id.clone()),
+            unit_id: Id(unit.clone()),
+            category,
+            channel,
+        };
         let at = stamp(&mut em.rng, placed).0;
         em.emit(&unit, at, data, Some("app"), false);
-        let Some(mut team) = self.team(&mut em.rng) else { return };
-        let mut dispatched = between(&mut em.rng, placed + Duration::minutes(10), Duration::hours(6));
-        em.emit(&unit, dispatched, OrderDispatched { order_id: Id(order_id.clone()), team_id: Id(team.clone()) }, Some("app"), false);
+        let Some(mut team) = self.team(&mut em.rng) else {
+            return;
+        };
+        let mut dispatched = between(
+            &mut em.rng,
+            placed + Duration::minutes(10),
+            Duration::hours(6),
+        );
+        em.emit(
+            &unit,
+            dispatched,
+            OrderDispatched {
+                order_id: Id(order_id.clone()),
+                team_id: Id(team.clone()),
+            },
+            Some("app"),
+            false,
+        );
         if rng::chance(&mut em.rng, 0.1) {
-            let declined = between(&mut em.rng, dispatched + Duration::minutes(5), Duration::hours(3));
-            em.emit(&unit, declined, OrderDeclined { order_id: Id(order_id.clone()), team_id: Id(team.clone()), reason: Some(Text::from("人手不足")) }, Some("app"), false);
+            let declined = between(
+                &mut em.rng,
+                dispatched + Duration::minutes(5),
+                Duration::hours(3),
+            );
+            em.emit(
+                &unit,
+                declined,
+                OrderDeclined {
+                    order_id: Id(order_id.clone()),
+                    team_id: Id(team.clone()),
+                    reason: Some(Text::from("人手不足")),
+                },
+                Some("app"),
+                false,
+            );
             team = self.team(&mut em.rng).unwrap_or(team);
-            dispatched = between(&mut em.rng, declined + Duration::minutes(10), Duration::hours(2));
-            em.emit(&unit, dispatched, OrderDispatched { order_id: Id(order_id.clone()), team_id: Id(team.clone()) }, Some("app"), false);
+            dispatched = between(
+                &mut em.rng,
+                declined + Duration::minutes(10),
+                Duration::hours(2),
+            );
+            em.emit(
+                &unit,
+                dispatched,
+                OrderDispatched {
+                    order_id: Id(order_id.clone()),
+                    team_id: Id(team.clone()),
+                },
+                Some("app"),
+                false,
+            );
         }
         if !rng::chance(&mut em.rng, 0.9) {
             return;
         }
         let wait = rng::lognormal(&mut em.rng, 40.0, 0.8).clamp(1.0, 4320.0) as i64;
         let accepted = dispatched + Duration::minutes(wait);
-        em.emit(&unit, accepted, OrderAccepted { order_id: Id(order_id.clone()), team_id: Id(team.clone()) }, Some("app"), false);
+        em.emit(
+            &unit,
+            accepted,
+            OrderAccepted {
+                order_id: Id(order_id.clone()),
+                team_id: Id(team.clone()),
+            },
+            Some("app"),
+            false,
+        );
         if !rng::chance(&mut em.rng, 0.85) {
             return;
         }
         let completed = between(&mut em.rng, accepted + Duration::days(1), Duration::days(9));
         let activity_id = if rng::chance(&mut em.rng, 0.5) {
-            let plan = ActivityPlan { publish: accepted + Duration::hours(1), start: completed - Duration::hours(2), minutes: 90, category };
+            let plan = ActivityPlan {
+                publish: accepted + Duration::hours(1),
+                start: completed - Duration::hours(2),
+                minutes: 90,
+                category,
+            };
             self.activity_story(plan, Some(order_id.clone()), em);
             Some(Id(format!("A{}-{}", self.info.no, self.next_activity)))
         } else {
             None
         };
-        em.emit(&unit, completed, OrderCompleted { order_id: Id(order_id.clone()), activity_id }, Some("app"), false);
+        em.emit(
+            &unit,
+            completed,
+            OrderCompleted {
+                order_id: Id(order_id.clone()),
+                activity_id,
+            },
+            Some("app"),
+            false,
+        );
         if !rng::chance(&mut em.rng, 0.7) {
             return;
         }
@@ -611,13 +840,35 @@ impl UnitSim {
             95..=97 => 2,
             _ => 1,
         };
-        let rated = between(&mut em.rng, completed + Duration::hours(1), Duration::days(5));
+        let rated = between(
+            &mut em.rng,
+            completed + Duration::hours(1),
+            Duration::days(5),
+        );
         let s = score(em);
-        em.emit(&unit, rated, OrderRated { order_id: Id(order_id.clone()), score: Bounded(s) }, Some("app"), false);
+        em.emit(
+            &unit,
+            rated,
+            OrderRated {
+                order_id: Id(order_id.clone()),
+                score: Bounded(s),
+            },
+            Some("app"),
+            false,
+        );
         if rng::chance(&mut em.rng, 0.02) {
             let s = score(em);
             let later = rated + Duration::hours(em.rng.random_range(1..48));
-            em.emit(&unit, later, OrderRated { order_id: Id(order_id), score: Bounded(s) }, Some("app"), false);
+            em.emit(
+                &unit,
+                later,
+                OrderRated {
+                    order_id: Id(order_id),
+                    score: Bounded(s),
+                },
+                Some("app"),
+                false,
+            );
         }
     }
 
@@ -625,10 +876,27 @@ impl UnitSim {
         self.next_other += 1;
         let wish_id = format!("W{}-{}", self.info.no, self.next_other);
         let at = local(date, em.rng.random_range(480..1320));
-        em.emit(&self.info.id, at, WishPosted { wish_id: Id(wish_id.clone()), unit_id: Id(self.info.id.clone()) }, Some("app"), false);
+        em.emit(
+            &self.info.id,
+            at,
+            WishPosted {
+                wish_id: Id(wish_id.clone()),
+                unit_id: Id(self.info.id.clone()),
+            },
+            Some("app"),
+            false,
+        );
         if rng::chance(&mut em.rng, 0.8) {
             let done = between(&mut em.rng, at + Duration::days(1), Duration::days(30));
-            em.emit(&self.info.id, done, WishFulfilled { wish_id: Id(wish_id) }, Some("app"), false);
+            em.emit(
+                &self.info.id,
+                done,
+                WishFulfilled {
+                    wish_id: Id(wish_id),
+                },
+                Some("app"),
+                false,
+            );
         }
     }
 
@@ -636,7 +904,11 @@ impl UnitSim {
         self.next_other += 1;
         let feedback_id = format!("F{}-{}", self.info.no, self.next_other);
         let at = local(date, em.rng.random_range(480..1320));
-        let kind = [FeedbackKind::Suggestion, FeedbackKind::Complaint, FeedbackKind::Help][em.rng.random_range(0..3)];
+        let kind = [
+            FeedbackKind::Suggestion,
+            FeedbackKind::Complaint,
+            FeedbackKind::Help,
+        ][em.rng.random_range(0..3)];
         let data = FeedbackSubmitted {
             feedback_id: Id(feedback_id.clone()),
             unit_id: Id(self.info.id.clone()),
@@ -646,7 +918,15 @@ impl UnitSim {
         em.emit(&self.info.id, at, data, Some("app"), false);
         if rng::chance(&mut em.rng, 0.85) {
             let closed = between(&mut em.rng, at + Duration::hours(1), Duration::days(10));
-            em.emit(&self.info.id, closed, FeedbackClosed { feedback_id: Id(feedback_id) }, Some("app"), false);
+            em.emit(
+                &self.info.id,
+                closed,
+                FeedbackClosed {
+                    feedback_id: Id(feedback_id),
+                },
+                Some("app"),
+                false,
+            );
         }
     }
 }

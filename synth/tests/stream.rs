@@ -43,8 +43,11 @@ fn tiny_stream_is_valid_and_reconciles_with_its_summary() {
     assert_eq!(ids.len() as u64, s.events);
     assert_eq!(duplicates, s.duplicates);
     assert!(s.invalid.is_empty());
-    let expected: BTreeMap<&str, u64> =
-        summary.by_type().into_iter().filter(|(_, n)| *n > 0).collect();
+    let expected: BTreeMap<&str, u64> = summary
+        .by_type()
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .collect();
     assert_eq!(by_type, expected);
     // "A few 10 k events", every type present, about 0.5 % re-sent.
     assert!((10_000..100_000).contains(&s.events), "{}", s.events);
@@ -78,8 +81,19 @@ fn invalid_lines_are_rejected_with_the_codes_the_summary_counts() {
     let s = &summary.stats;
     assert_eq!(rejected, s.invalid);
     assert_eq!(valid, s.events + s.duplicates);
-    let kinds: HashSet<&str> = rejected.keys().map(|k| k.split(':').next().unwrap()).collect();
-    for kind in ["not_json", "not_object", "missing_field", "bad_type", "bad_value", "unknown_type", "unsupported_schema_version"] {
+    let kinds: HashSet<&str> = rejected
+        .keys()
+        .map(|k| k.split(':').next().unwrap())
+        .collect();
+    for kind in [
+        "not_json",
+        "not_object",
+        "missing_field",
+        "bad_type",
+        "bad_value",
+        "unknown_type",
+        "unsupported_schema_version",
+    ] {
         assert!(kinds.contains(kind), "no {kind} in {rejected:?}");
     }
     let share = s.invalid.values().sum::<u64>() as f64 / s.lines() as f64;
@@ -99,7 +113,10 @@ fn lines_come_in_arrival_order_not_occurrence_order() {
         }
         latest_seen = latest_seen.max(t);
     }
-    assert!(late > 100, "stations sync late: {late} lines arrived a day or more late");
+    assert!(
+        late > 100,
+        "stations sync late: {late} lines arrived a day or more late"
+    );
 }
 
 #[test]
@@ -126,7 +143,10 @@ fn rates_look_like_a_real_network() {
             EventData::VolunteerRegistered(_) => volunteers += 1,
             EventData::ActivityPublished(a) if a.order_id.is_none() => {
                 if published.insert(a.activity_id.clone()) {
-                    let local = a.starts_at.0.with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap());
+                    let local = a
+                        .starts_at
+                        .0
+                        .with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap());
                     *starts_by_day.entry(local.date_naive()).or_default() += 1;
                 }
             }
@@ -152,21 +172,37 @@ fn rates_look_like_a_real_network() {
     let share = volunteers as f64 / residents as f64;
     assert!((0.10..0.25).contains(&share), "{share}");
     // The 5th of each month and 3/5 stand out.
-    let fifth: u64 = starts_by_day.iter().filter(|(d, _)| d.day() == 5).map(|(_, n)| n).sum();
+    let fifth: u64 = starts_by_day
+        .iter()
+        .filter(|(d, _)| d.day() == 5)
+        .map(|(_, n)| n)
+        .sum();
     let mean_day = activities as f64 / 366.0;
-    assert!(fifth as f64 / 12.0 > 2.0 * mean_day, "5th: {fifth}, mean day {mean_day}");
-    let leifeng = starts_by_day.get(&NaiveDate::from_ymd_opt(2024, 3, 5).unwrap()).copied().unwrap_or(0);
+    assert!(
+        fifth as f64 / 12.0 > 2.0 * mean_day,
+        "5th: {fifth}, mean day {mean_day}"
+    );
+    let leifeng = starts_by_day
+        .get(&NaiveDate::from_ymd_opt(2024, 3, 5).unwrap())
+        .copied()
+        .unwrap_or(0);
     assert!(leifeng as f64 > 3.0 * mean_day, "3/5: {leifeng}");
 }
 
 #[test]
 fn events_stay_inside_the_range() {
     let (out, _) = run(&tiny(2));
-    let end = NaiveDate::from_ymd_opt(2024, 3, 1).unwrap().and_hms_opt(0, 0, 0).unwrap();
+    let end = NaiveDate::from_ymd_opt(2024, 3, 1)
+        .unwrap()
+        .and_hms_opt(0, 0, 0)
+        .unwrap();
     for line in out.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
         let v: Value = serde_json::from_slice(line).unwrap();
         let e = decode(line).unwrap();
-        let local = e.occurred_at.0.with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap());
+        let local = e
+            .occurred_at
+            .0
+            .with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap());
         assert!(local.naive_local() < end, "{v}");
     }
 }
