@@ -158,6 +158,10 @@ fn a_corpus_with_one_defect_per_line_is_rejected_line_by_line() {
         "bad_type:score",
     );
     add(
+        edit("service.recorded", &|v| v["data"]["minutes"] = json!(90.5)),
+        "bad_type:minutes",
+    );
+    add(
         edit("order.rated", &|v| v["data"]["score"] = json!(6)),
         "bad_value:score",
     );

@@ -193,13 +193,11 @@ fn check_rules(event: &Event, data: &Map<String, Value>) -> Result<(), Rejection
                 ));
             }
         }
-        EventData::ActivityPublished(a) => {
-            if a.ends_at < a.starts_at {
-                return Err(Rejection::bad_value(
-                    "ends_at",
-                    format_args!("({}) is before starts_at ({})", a.ends_at, a.starts_at),
-                ));
-            }
+        EventData::ActivityPublished(a) if a.ends_at < a.starts_at => {
+            return Err(Rejection::bad_value(
+                "ends_at",
+                format_args!("({}) is before starts_at ({})", a.ends_at, a.starts_at),
+            ));
         }
         EventData::ServiceRecorded(r) => {
             if r.ended_at < r.started_at {

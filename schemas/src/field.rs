@@ -292,16 +292,19 @@ impl<const MIN: i64, const MAX: i64> Bounded<MIN, MAX> {
     }
 }
 
-/// Reads a JSON number as an integer. As in JSON Schema, `60.0` is the integer 60.
-/// `Err(true)`: a number that is not an integer or is out of i64 range (a value error);
-/// `Err(false)`: not a number at all (a type error).
+/// Reads a JSON number as an integer. As in JSON Schema, `60.0` is the integer 60 and
+/// `60.5` is not an integer at all.
+/// `Err(true)`: a whole number beyond i64 (a value error: out of bounds);
+/// `Err(false)`: not a whole number (a type error).
 fn as_integer(v: &Value) -> Result<i64, bool> {
     match v {
         Value::Number(n) => {
             if let Some(i) = n.as_i64() {
                 Ok(i)
             } else if let Some(f) = n.as_f64() {
-                if f.fract() == 0.0 && f >= i64::MIN as f64 && f <= i64::MAX as f64 {
+                if f.fract() != 0.0 || !f.is_finite() {
+                    Err(false)
+                } else if f >= i64::MIN as f64 && f <= i64::MAX as f64 {
                     Ok(f as i64)
                 } else {
                     Err(true)
@@ -327,9 +330,9 @@ impl<const MIN: i64, const MAX: i64> Field for Bounded<MIN, MAX> {
             )),
             Err(true) => Err(Rejection::bad_value(
                 name,
-                format_args!("must be a whole number between {MIN} and {MAX}, got {v}"),
+                format_args!("must be between {MIN} and {MAX}, got {v}"),
             )),
-            Err(false) => Err(Rejection::bad_type(name, "an integer", v)),
+            Err(false) => Err(Rejection::bad_type(name, "a whole number (integer)", v)),
         }
     }
 }
@@ -451,14 +454,15 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn integers_accept_integral_floats_and_refuse_fractions() {
+    fn integers_accept_integral_floats_and_call_fractions_a_type_error() {
         type Minutes = Bounded<1, 1440>;
         assert_eq!(
             Minutes::decode_field(Some(&json!(60.0)), "minutes").unwrap(),
             Bounded(60)
         );
+        // A fraction is not an integer: a type error, as JSON Schema's "integer" says.
         let e = Minutes::decode_field(Some(&json!(60.5)), "minutes").unwrap_err();
-        assert_eq!(e.reason(), "bad_value:minutes");
+        assert_eq!(e.reason(), "bad_type:minutes");
         let e = Minutes::decode_field(Some(&json!("60")), "minutes").unwrap_err();
         assert_eq!(e.reason(), "bad_type:minutes");
         let e = Minutes::decode_field(Some(&json!(1441)), "minutes").unwrap_err();

@@ -156,10 +156,10 @@ pub fn break_line(line: &[u8], rng: &mut SimRng) -> (Vec<u8>, String) {
         .expect("emitted lines have a type");
     for _ in 0..16 {
         let mut v = original.clone();
-        if let Some(broken) = apply(pick(rng), line, &mut v, t, rng) {
-            if let Err(rejection) = decode(&broken) {
-                return (broken, rejection.reason());
-            }
+        if let Some(broken) = apply(pick(rng), line, &mut v, t, rng)
+            && let Err(rejection) = decode(&broken)
+        {
+            return (broken, rejection.reason());
         }
     }
     let broken = line[..line.len() / 2].to_vec();

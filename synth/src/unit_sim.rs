@@ -238,7 +238,7 @@ impl UnitSim {
                 });
             }
         }
-        self.plans.sort_by(|a, b| b.publish.cmp(&a.publish));
+        self.plans.sort_by_key(|p| std::cmp::Reverse(p.publish));
     }
 
     fn rebuild_cumulative(&mut self) {

@@ -141,14 +141,15 @@ fn rates_look_like_a_real_network() {
                 residents += u.residents.unwrap().get();
             }
             EventData::VolunteerRegistered(_) => volunteers += 1,
-            EventData::ActivityPublished(a) if a.order_id.is_none() => {
-                if published.insert(a.activity_id.clone()) {
-                    let local = a
-                        .starts_at
-                        .0
-                        .with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap());
-                    *starts_by_day.entry(local.date_naive()).or_default() += 1;
-                }
+            // The first publication of each activity (re-publications move a few).
+            EventData::ActivityPublished(a)
+                if a.order_id.is_none() && published.insert(a.activity_id.clone()) =>
+            {
+                let local = a
+                    .starts_at
+                    .0
+                    .with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap());
+                *starts_by_day.entry(local.date_naive()).or_default() += 1;
             }
             EventData::AttendanceCheckedIn(_) => check_ins += 1,
             EventData::ServiceRecorded(r) => {
