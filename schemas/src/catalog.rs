@@ -7,8 +7,8 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::field::{
-    AreaCode, Bounded, Category, Channel, CheckInMethod, FeedbackKind, Field, FieldKind, Gender,
-    Id, Level, Role, Text, Timestamp,
+    AreaCode, Bounded, Category, Channel, CheckInMethod, FeedbackKind, Field, FieldKind,
+    FieldValue, Gender, Id, Level, Role, Text, Timestamp,
 };
 use crate::rejection::Rejection;
 
@@ -113,6 +113,11 @@ macro_rules! catalog {
                     }
                 ),*];
 
+                /// Calls `f` with every field's name and value, in the contract's order.
+                pub fn visit(&self, f: &mut dyn FnMut(&'static str, FieldValue<'_>)) {
+                    $(f(stringify!($field), Field::value(&self.$field));)*
+                }
+
                 fn decode(data: &Map<String, Value>) -> Result<Self, Rejection> {
                     Ok($variant {
                         $($field: <$ty as Field>::decode_field(
@@ -175,6 +180,13 @@ macro_rules! catalog {
         impl EventData {
             pub fn event_type(&self) -> EventType {
                 match self { $(EventData::$variant(_) => EventType::$variant),* }
+            }
+
+            /// Calls `f` with every field's name and value (`Null` for an absent optional
+            /// field), in the contract's order: how ingest fills Arrow columns without
+            /// going back through JSON.
+            pub fn visit(&self, f: &mut dyn FnMut(&'static str, FieldValue<'_>)) {
+                match self { $(EventData::$variant(d) => d.visit(f)),* }
             }
         }
     };

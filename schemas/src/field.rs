@@ -32,6 +32,17 @@ pub enum FieldKind {
     Enum(&'static [&'static str]),
 }
 
+/// A field's value as the lake stores it, borrowed: what Arrow builders are fed with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldValue<'a> {
+    Null,
+    Str(&'a str),
+    Int(i64),
+    Bool(bool),
+    /// Microseconds since the Unix epoch (UTC).
+    Timestamp(i64),
+}
+
 /// A field of the contract: decoded from `data` (or the envelope) by name.
 pub trait Field: Sized {
     const KIND: FieldKind;
@@ -46,6 +57,9 @@ pub trait Field: Sized {
     fn is_absent(&self) -> bool {
         false
     }
+
+    /// The value as the lake stores it.
+    fn value(&self) -> FieldValue<'_>;
 }
 
 fn present<'v>(value: Option<&'v Value>, name: &'static str) -> Result<&'v Value, Rejection> {
@@ -75,6 +89,10 @@ impl<T: Field> Field for Option<T> {
 
     fn is_absent(&self) -> bool {
         self.is_none()
+    }
+
+    fn value(&self) -> FieldValue<'_> {
+        self.as_ref().map_or(FieldValue::Null, Field::value)
     }
 }
 
@@ -123,6 +141,10 @@ impl Field for Id {
         }
         Ok(Id(s.to_owned()))
     }
+
+    fn value(&self) -> FieldValue<'_> {
+        FieldValue::Str(&self.0)
+    }
 }
 
 /// Free text (names, titles, reasons).
@@ -147,6 +169,10 @@ impl Field for Text {
 
     fn decode_field(value: Option<&Value>, name: &'static str) -> Result<Self, Rejection> {
         string(value, name).map(|s| Text(s.to_owned()))
+    }
+
+    fn value(&self) -> FieldValue<'_> {
+        FieldValue::Str(&self.0)
     }
 }
 
@@ -178,6 +204,10 @@ impl Field for AreaCode {
             ));
         }
         Ok(AreaCode(s.to_owned()))
+    }
+
+    fn value(&self) -> FieldValue<'_> {
+        FieldValue::Str(&self.0)
     }
 }
 
@@ -279,6 +309,10 @@ impl Field for Timestamp {
             )
         })
     }
+
+    fn value(&self) -> FieldValue<'_> {
+        FieldValue::Timestamp(self.micros())
+    }
 }
 
 /// An integer within inclusive bounds `MIN..=MAX`.
@@ -335,6 +369,10 @@ impl<const MIN: i64, const MAX: i64> Field for Bounded<MIN, MAX> {
             Err(false) => Err(Rejection::bad_type(name, "a whole number (integer)", v)),
         }
     }
+
+    fn value(&self) -> FieldValue<'_> {
+        FieldValue::Int(self.0)
+    }
 }
 
 impl Field for bool {
@@ -345,6 +383,10 @@ impl Field for bool {
             Value::Bool(b) => Ok(*b),
             other => Err(Rejection::bad_type(name, "true or false", other)),
         }
+    }
+
+    fn value(&self) -> FieldValue<'_> {
+        FieldValue::Bool(*self)
     }
 }
 
@@ -390,6 +432,10 @@ macro_rules! string_enum {
                         format_args!("must be one of {}, got {s:?}", Self::NAMES.join(", ")),
                     )
                 })
+            }
+
+            fn value(&self) -> $crate::field::FieldValue<'_> {
+                $crate::field::FieldValue::Str(self.as_str())
             }
         }
     };

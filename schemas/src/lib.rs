@@ -22,5 +22,5 @@ pub mod rejection;
 
 pub use catalog::{EventData, EventType, Family, FieldSpec};
 pub use event::{Event, MAX_EVENT_BYTES, SCHEMA_VERSION, decode, decode_value};
-pub use field::{FieldKind, Id, Text, Timestamp};
+pub use field::{FieldKind, FieldValue, Id, Text, Timestamp};
 pub use rejection::{RejectCode, Rejection};
