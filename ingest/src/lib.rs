@@ -8,4 +8,5 @@
 //! version set is proven together.
 
 pub mod batch;
+pub mod lake;
 pub mod ndjson;

@@ -1,0 +1,174 @@
+//! The Delta Lake side: one table per event family under the lake root, and commits
+//! that carry the source positions they cover.
+//!
+//! Every write is one Delta commit whose `txn` actions record, per source (a Kafka
+//! partition, an imported file), the last position the commit covers. A restarted
+//! writer asks the lake, not Kafka, where to resume ([`Lake::position`]). A writer whose
+//! idea of those positions is stale (a zombie after a rebalance) is refused: before
+//! committing it compares the positions it started from with the table's, and Delta's
+//! conflict checker refuses a concurrent commit carrying the same `txn` app id.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use arrow::array::RecordBatch;
+use deltalake::DeltaTable;
+use deltalake::kernel::Transaction;
+use deltalake::kernel::transaction::CommitProperties;
+use deltalake::parquet::basic::{Compression, ZstdLevel};
+use deltalake::parquet::file::properties::WriterProperties;
+use deltalake::protocol::SaveMode;
+use wenming_schemas::Family;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LakeError {
+    #[error("lake path {0} is not usable: {1}")]
+    Path(PathBuf, String),
+    #[error("table {table}: {source}")]
+    Delta {
+        table: &'static str,
+        #[source]
+        source: deltalake::DeltaTableError,
+    },
+    #[error(
+        "table {table}: source {app_id} is at position {found:?} in the lake, not {expected:?}; \
+         another writer has committed it (this writer is stale and must re-read its positions)"
+    )]
+    PositionMoved {
+        table: &'static str,
+        app_id: String,
+        expected: Option<i64>,
+        found: Option<i64>,
+    },
+}
+
+/// How far one source has been committed: the `txn` action of a commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    /// Names the source, e.g. `kafka:wenming.events:3` or `file:<sha256>`.
+    pub app_id: String,
+    /// The last position committed (a Kafka offset, a line number).
+    pub version: i64,
+    /// The position this writer believed the lake had before this commit.
+    pub expected: Option<i64>,
+}
+
+/// The lake: a directory of Delta tables, one per family.
+#[derive(Debug, Clone)]
+pub struct Lake {
+    root: PathBuf,
+}
+
+impl Lake {
+    pub fn new(root: impl AsRef<Path>) -> Self {
+        Lake {
+            root: root.as_ref().to_path_buf(),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn table_path(&self, family: Family) -> PathBuf {
+        self.root.join(family.table_name())
+    }
+
+    /// The family's table at its latest version, `None` if nothing was written yet.
+    pub async fn open(&self, family: Family) -> Result<Option<DeltaTable>, LakeError> {
+        let table = self.handle(family).await?;
+        Ok(table.version().is_some().then_some(table))
+    }
+
+    /// A handle on the table location, loaded if the table exists.
+    async fn handle(&self, family: Family) -> Result<DeltaTable, LakeError> {
+        let path = self.table_path(family);
+        std::fs::create_dir_all(&path).map_err(|e| LakeError::Path(path.clone(), e.to_string()))?;
+        let delta = |source| LakeError::Delta {
+            table: family.table_name(),
+            source,
+        };
+        let url = deltalake::ensure_table_uri(path.to_string_lossy()).map_err(delta)?;
+        DeltaTable::try_from_url(url).await.map_err(delta)
+    }
+
+    /// The last position committed for a source into a family's table.
+    pub async fn position(&self, family: Family, app_id: &str) -> Result<Option<i64>, LakeError> {
+        let Some(table) = self.open(family).await? else {
+            return Ok(None);
+        };
+        positions_of(&table, family, [app_id])
+            .await
+            .map(|mut m| m.remove(app_id).flatten())
+    }
+
+    /// Appends batches to a family's table in one commit that records `positions`.
+    /// Returns the new table version.
+    pub async fn commit(
+        &self,
+        family: Family,
+        batches: Vec<RecordBatch>,
+        positions: &[Position],
+    ) -> Result<i64, LakeError> {
+        let table = self.handle(family).await?;
+        let delta = |source| LakeError::Delta {
+            table: family.table_name(),
+            source,
+        };
+        if table.version().is_some() {
+            let found =
+                positions_of(&table, family, positions.iter().map(|p| p.app_id.as_str())).await?;
+            for p in positions {
+                let now = found.get(p.app_id.as_str()).copied().flatten();
+                if now != p.expected {
+                    return Err(LakeError::PositionMoved {
+                        table: family.table_name(),
+                        app_id: p.app_id.clone(),
+                        expected: p.expected,
+                        found: now,
+                    });
+                }
+            }
+        }
+        let txns = positions
+            .iter()
+            .map(|p| Transaction::new(&p.app_id, p.version))
+            .collect();
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(
+                ZstdLevel::try_new(3).expect("level 3 is valid"),
+            ))
+            .build();
+        let table = table
+            .write(batches)
+            .with_save_mode(SaveMode::Append)
+            .with_writer_properties(props)
+            .with_commit_properties(CommitProperties::default().with_application_transactions(txns))
+            .await
+            .map_err(delta)?;
+        Ok(table.version().unwrap_or(0) as i64)
+    }
+}
+
+async fn positions_of<'a>(
+    table: &DeltaTable,
+    family: Family,
+    app_ids: impl IntoIterator<Item = &'a str>,
+) -> Result<HashMap<&'a str, Option<i64>>, LakeError> {
+    let state = table.snapshot().map_err(|source| LakeError::Delta {
+        table: family.table_name(),
+        source,
+    })?;
+    let mut out = HashMap::new();
+    for app_id in app_ids {
+        let v = state
+            .transaction_version(table.log_store().as_ref(), app_id)
+            .await
+            .map_err(|source| LakeError::Delta {
+                table: family.table_name(),
+                source,
+            })?;
+        out.insert(app_id, v);
+    }
+    Ok(out)
+}
