@@ -34,6 +34,13 @@ enum Command {
     /// (150 stations, 1 year), city (10 districts, 3,000 stations and points, ~30 M
     /// events, 1 year).
     Generate(commands::generate::Args),
+    /// Import an NDJSON file of events into the lake, without Kafka.
+    ///
+    /// For historical ledgers and backfills: the same decode, dedup and routing as
+    /// Kafka ingest, one Delta table per event family. Rejected lines are written with
+    /// their reasons to a rejects file. Idempotent: importing the same file again stores
+    /// nothing new, and an interrupted import resumes after its last commit.
+    Import(commands::import::Args),
     /// Write the JSON Schema (draft 2020-12) of every event type, for station integrators.
     ///
     /// One file per type (`service.recorded.schema.json`, ...) plus `event.schema.json`
@@ -53,6 +60,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Validate(args) => commands::validate::run(args),
         Command::Generate(args) => commands::generate::run(args),
+        Command::Import(args) => commands::import::run(args),
         Command::Schema(args) => commands::schema::run(args),
     };
     match result {

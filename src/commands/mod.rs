@@ -1,6 +1,7 @@
 //! One module per subcommand: parse → call the crates → print.
 
 pub mod generate;
+pub mod import;
 pub mod progress;
 pub mod schema;
 pub mod validate;

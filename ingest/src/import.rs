@@ -1,0 +1,228 @@
+//! `wenming import`: an NDJSON file into the lake without Kafka (historical ledgers,
+//! backfill), through the same decode, dedup, routing and commit path.
+//!
+//! The file is a source like a Kafka partition: its id is `file:<sha256 of the
+//! contents>` and its position is a line number. Each commit into a family's table
+//! records the last line it covers, so importing the same file again stores nothing
+//! new, and an import that died resumes after its last commit.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufReader, Read, Write};
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+use wenming_schemas::Family;
+
+use crate::batch::{FamilyBatch, Provenance};
+use crate::dedup::{DEFAULT_WINDOW, RecentIds};
+use crate::lake::{Lake, LakeError, Position};
+use crate::ndjson::NdjsonReader;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write the rejects file: {0}")]
+    Rejects(#[source] std::io::Error),
+    #[error(transparent)]
+    Lake(#[from] LakeError),
+    #[error("cannot build a batch for {table}: {source}")]
+    Batch {
+        table: &'static str,
+        #[source]
+        source: arrow::error::ArrowError,
+    },
+}
+
+/// How an import batches its commits.
+#[derive(Debug, Clone)]
+pub struct ImportOptions {
+    /// Rows buffered (all families together) before a commit.
+    pub batch_rows: usize,
+    /// Recent event ids remembered for dedup.
+    pub dedup_window: usize,
+}
+
+impl Default for ImportOptions {
+    fn default() -> Self {
+        ImportOptions {
+            batch_rows: 250_000,
+            dedup_window: DEFAULT_WINDOW,
+        }
+    }
+}
+
+/// What an import did. `read = stored + duplicates + rejected + already_stored`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImportStats {
+    /// Non-blank lines read.
+    pub read: u64,
+    /// Events written to the lake by this run.
+    pub stored: u64,
+    /// Re-sent events (an id already seen) skipped.
+    pub duplicates: u64,
+    /// Lines refused by the contract (written to the rejects file).
+    pub rejected: u64,
+    /// Events a previous import of this file already committed.
+    pub already_stored: u64,
+    /// Delta commits made.
+    pub commits: u64,
+    /// Events stored per table.
+    pub by_table: std::collections::BTreeMap<&'static str, u64>,
+}
+
+impl ImportStats {
+    pub fn reconciles(&self) -> bool {
+        self.read == self.stored + self.duplicates + self.rejected + self.already_stored
+    }
+}
+
+/// The source id of a file: its contents' SHA-256, so a renamed copy is the same source.
+pub fn source_id(path: &Path) -> Result<String, ImportError> {
+    let read_err = |source| ImportError::Read {
+        path: path.display().to_string(),
+        source,
+    };
+    let mut file = File::open(path).map_err(read_err)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).map_err(read_err)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    let digest = hasher.finalize();
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    Ok(format!("file:{hex}"))
+}
+
+/// Imports one file. Rejected lines go to `rejects` as NDJSON objects
+/// `{"line", "reason", "message", "raw"}`; `progress` is told the bytes read so far.
+pub async fn import_file(
+    path: &Path,
+    lake: &Lake,
+    options: &ImportOptions,
+    mut rejects: impl Write,
+    mut progress: impl FnMut(u64),
+) -> Result<ImportStats, ImportError> {
+    let app_id = source_id(path)?;
+    let read_err = |source| ImportError::Read {
+        path: path.display().to_string(),
+        source,
+    };
+    // Where earlier imports of this file stopped, per table.
+    let mut committed: HashMap<Family, Option<i64>> = HashMap::new();
+    for family in Family::ALL {
+        committed.insert(*family, lake.position(*family, &app_id).await?);
+    }
+
+    let file = File::open(path).map_err(read_err)?;
+    let mut reader = NdjsonReader::new(BufReader::with_capacity(1 << 20, file));
+    let mut ids = RecentIds::new(options.dedup_window);
+    let mut batches: HashMap<Family, (FamilyBatch, i64)> = HashMap::new();
+    let mut buffered = 0usize;
+    let mut stats = ImportStats::default();
+    let ingested_at_us = chrono::Utc::now().timestamp_micros();
+
+    while let Some(record) = reader.next_record().map_err(read_err)? {
+        stats.read += 1;
+        let line = record.number() as i64;
+        let event = match record.decode() {
+            Ok(event) => event,
+            Err(rejection) => {
+                stats.rejected += 1;
+                let raw = match &record {
+                    crate::ndjson::Record::Line { bytes, .. } => {
+                        String::from_utf8_lossy(bytes).into_owned()
+                    }
+                    crate::ndjson::Record::Oversize { .. } => String::new(),
+                };
+                let entry = serde_json::json!({
+                    "line": line, "reason": rejection.reason(), "message": rejection.message, "raw": raw
+                });
+                writeln!(rejects, "{entry}").map_err(ImportError::Rejects)?;
+                continue;
+            }
+        };
+        // Dedup first, even for lines already committed: the window must know them to
+        // recognise their re-sends further down the file.
+        if !ids.insert(event.event_id.as_u128()) {
+            stats.duplicates += 1;
+            continue;
+        }
+        let family = event.event_type().family();
+        if committed[&family].is_some_and(|done| line <= done) {
+            stats.already_stored += 1;
+            continue;
+        }
+        let len = match &record {
+            crate::ndjson::Record::Line { bytes, .. } => bytes.len(),
+            crate::ndjson::Record::Oversize { len, .. } => *len as usize,
+        };
+        let (batch, last) = batches
+            .entry(family)
+            .or_insert_with(|| (FamilyBatch::new(family), 0));
+        batch.push(
+            &event,
+            Provenance {
+                partition: None,
+                offset: None,
+                ingested_at_us,
+            },
+            len,
+        );
+        *last = line;
+        buffered += 1;
+        if buffered >= options.batch_rows {
+            flush(lake, &app_id, &mut batches, &mut committed, &mut stats).await?;
+            buffered = 0;
+            progress(reader.bytes_read());
+        }
+    }
+    flush(lake, &app_id, &mut batches, &mut committed, &mut stats).await?;
+    progress(reader.bytes_read());
+    rejects.flush().map_err(ImportError::Rejects)?;
+    Ok(stats)
+}
+
+/// Commits every family with buffered rows, each with its position in the file.
+async fn flush(
+    lake: &Lake,
+    app_id: &str,
+    batches: &mut HashMap<Family, (FamilyBatch, i64)>,
+    committed: &mut HashMap<Family, Option<i64>>,
+    stats: &mut ImportStats,
+) -> Result<(), ImportError> {
+    let mut families: Vec<Family> = batches
+        .iter()
+        .filter(|(_, (b, _))| !b.is_empty())
+        .map(|(f, _)| *f)
+        .collect();
+    families.sort();
+    for family in families {
+        let (batch, last) = batches.get_mut(&family).expect("listed above");
+        let rows = batch.len() as u64;
+        let record_batch = batch.finish().map_err(|source| ImportError::Batch {
+            table: family.table_name(),
+            source,
+        })?;
+        let position = Position {
+            app_id: app_id.to_owned(),
+            version: *last,
+            expected: committed[&family],
+        };
+        lake.commit(family, vec![record_batch], &[position]).await?;
+        committed.insert(family, Some(*last));
+        stats.stored += rows;
+        stats.commits += 1;
+        *stats.by_table.entry(family.table_name()).or_default() += rows;
+    }
+    Ok(())
+}

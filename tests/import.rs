@@ -1,0 +1,138 @@
+//! `wenming import` end to end: a generated stream with re-sends and broken lines lands
+//! in real Delta tables exactly once, with every rejection in the rejects file, and a
+//! second import (even of a renamed copy) stores nothing new.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use deltalake::datafusion::prelude::SessionContext;
+use serde_json::Value;
+use wenming_schemas::Family;
+
+fn wenming(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wenming"))
+        .args(args)
+        .output()
+        .expect("wenming runs")
+}
+
+/// (rows, distinct event ids) over every table of the lake.
+async fn lake_counts(lake: &Path) -> (u64, u64) {
+    let ctx = SessionContext::new();
+    let mut selects = Vec::new();
+    for family in Family::ALL {
+        let path = lake.join(family.table_name());
+        let url = deltalake::ensure_table_uri(path.to_str().unwrap()).unwrap();
+        let Ok(table) = deltalake::open_table(url).await else {
+            continue;
+        };
+        table.update_datafusion_session(&ctx.state()).unwrap();
+        ctx.register_table(family.table_name(), table.table_provider().await.unwrap())
+            .unwrap();
+        selects.push(format!("SELECT event_id FROM {}", family.table_name()));
+    }
+    let sql = format!(
+        "SELECT count(*) AS n, count(DISTINCT event_id) AS ids FROM ({})",
+        selects.join(" UNION ALL ")
+    );
+    let batches = ctx.sql(&sql).await.unwrap().collect().await.unwrap();
+    let col = |i: usize| {
+        batches[0]
+            .column(i)
+            .as_any()
+            .downcast_ref::<deltalake::arrow::array::Int64Array>()
+            .unwrap()
+            .value(0) as u64
+    };
+    (col(0), col(1))
+}
+
+#[tokio::test]
+async fn import_stores_each_valid_event_once_and_is_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("events.ndjson");
+    let lake = dir.path().join("lake");
+    let f = file.to_str().unwrap();
+    let l = lake.to_str().unwrap();
+    let out = wenming(&[
+        "generate",
+        "--seed",
+        "21",
+        "--invalid-rate",
+        "0.02",
+        "--duplicate-rate",
+        "0.01",
+        "--out",
+        f,
+    ]);
+    assert!(out.status.success());
+
+    let report: Value =
+        serde_json::from_slice(&wenming(&["validate", f, "--format", "json"]).stdout).unwrap();
+    let valid = report["valid"].as_u64().unwrap();
+    let duplicates = report["duplicates"].as_u64().unwrap();
+    let rejections = report["rejections"].as_array().unwrap();
+    assert!(duplicates > 0 && !rejections.is_empty());
+
+    // Small batches: many commits, as a long-running import would make.
+    let out = wenming(&["import", f, "--lake", l, "--batch-rows", "5000"]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let expected = format!(
+        "read {} = stored {} + duplicates {} + rejected {} + already in the lake 0",
+        report["lines"],
+        valid - duplicates,
+        duplicates,
+        rejections.len()
+    );
+    assert!(stdout.contains(&expected), "{stdout}\nexpected: {expected}");
+
+    let (rows, ids) = lake_counts(&lake).await;
+    assert_eq!(rows, valid - duplicates, "every valid event once");
+    assert_eq!(ids, rows, "no event twice");
+
+    // The rejects file lists every rejected line with the reason validate gives.
+    let rejects_path = format!("{f}.rejects.ndjson");
+    let rejects: Vec<Value> = std::fs::read_to_string(&rejects_path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rejects.len(), rejections.len());
+    for (got, want) in rejects.iter().zip(rejections) {
+        assert_eq!(got["line"], want["line"]);
+        assert_eq!(got["reason"], want["reason"]);
+    }
+
+    // Again, and as a renamed copy: nothing new.
+    let copy = dir.path().join("copy.ndjson");
+    std::fs::copy(&file, &copy).unwrap();
+    for input in [f, copy.to_str().unwrap()] {
+        let out = wenming(&["import", input, "--lake", l]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{stdout}");
+        assert!(stdout.contains(" = stored 0 + "), "{stdout}");
+        assert!(
+            stdout.contains(&format!("already in the lake {}", valid - duplicates)),
+            "{stdout}"
+        );
+    }
+    assert_eq!(lake_counts(&lake).await, (rows, ids));
+}
+
+#[test]
+fn import_of_a_missing_file_fails_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = wenming(&[
+        "import",
+        "/nonexistent.ndjson",
+        "--lake",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot open /nonexistent.ndjson"));
+}
