@@ -41,6 +41,9 @@ enum Command {
     /// their reasons to a rejects file. Idempotent: importing the same file again stores
     /// nothing new, and an interrupted import resumes after its last commit.
     Import(commands::import::Args),
+    /// Look into the lake (`wenming lake info`).
+    #[command(subcommand)]
+    Lake(commands::lake::LakeCommand),
     /// Write the JSON Schema (draft 2020-12) of every event type, for station integrators.
     ///
     /// One file per type (`service.recorded.schema.json`, ...) plus `event.schema.json`
@@ -61,6 +64,7 @@ fn main() -> ExitCode {
         Command::Validate(args) => commands::validate::run(args),
         Command::Generate(args) => commands::generate::run(args),
         Command::Import(args) => commands::import::run(args),
+        Command::Lake(command) => commands::lake::run(command),
         Command::Schema(args) => commands::schema::run(args),
     };
     match result {

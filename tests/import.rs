@@ -122,6 +122,33 @@ async fn import_stores_each_valid_event_once_and_is_idempotent() {
         );
     }
     assert_eq!(lake_counts(&lake).await, (rows, ids));
+
+    // `lake info` shows the tables and the file's committed position (its last line of
+    // each table), named by the file's SHA-256.
+    let out = wenming(&["lake", "info", "--lake", l]);
+    let info = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{info}");
+    for family in Family::ALL {
+        assert!(info.contains(family.table_name()), "{info}");
+    }
+    let listed_rows: u64 = info
+        .lines()
+        .filter(|l| !l.starts_with(" ") && l.contains("_events "))
+        .map(|l| l.split_whitespace().nth(2).unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(listed_rows, rows, "{info}");
+    assert!(info.contains("committed positions"), "{info}");
+    assert!(
+        info.contains("→ file:") || info.contains(" file:"),
+        "{info}"
+    );
+}
+
+#[test]
+fn lake_info_on_a_missing_lake_fails_clearly() {
+    let out = wenming(&["lake", "info", "--lake", "/nonexistent/lake"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no lake at /nonexistent/lake"));
 }
 
 #[test]

@@ -150,6 +150,93 @@ impl Lake {
     }
 }
 
+/// What `wenming lake info` shows of one table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableInfo {
+    pub table: &'static str,
+    /// `None`: nothing written yet.
+    pub version: Option<i64>,
+    pub files: usize,
+    pub bytes: i64,
+    /// From the files' statistics (written by every commit of wenming).
+    pub rows: u64,
+    /// Committed position of every source, by app id.
+    pub positions: Vec<(String, i64)>,
+}
+
+impl Lake {
+    /// Tables, versions, files, rows and committed positions, one entry per family.
+    pub async fn info(&self) -> Result<Vec<TableInfo>, LakeError> {
+        let mut out = Vec::new();
+        for family in Family::ALL {
+            let table_name = family.table_name();
+            let mut info = TableInfo {
+                table: table_name,
+                version: None,
+                files: 0,
+                bytes: 0,
+                rows: 0,
+                positions: Vec::new(),
+            };
+            if !self.table_path(*family).join("_delta_log").is_dir() {
+                out.push(info);
+                continue;
+            }
+            let Some(table) = self.open(*family).await? else {
+                out.push(info);
+                continue;
+            };
+            let state = table.snapshot().map_err(|source| LakeError::Delta {
+                table: table_name,
+                source,
+            })?;
+            info.version = table.version().map(|v| v as i64);
+            for file in state.log_data().iter() {
+                info.files += 1;
+                info.bytes += file.size();
+                info.rows += file.num_records().unwrap_or(0) as u64;
+            }
+            let app_ids = self.app_ids(*family)?;
+            let found = positions_of(&table, *family, app_ids.iter().map(String::as_str)).await?;
+            info.positions = app_ids
+                .iter()
+                .filter_map(|id| {
+                    found
+                        .get(id.as_str())
+                        .copied()
+                        .flatten()
+                        .map(|v| (id.clone(), v))
+                })
+                .collect();
+            out.push(info);
+        }
+        Ok(out)
+    }
+
+    /// The source ids named by `txn` actions in the table's JSON commits. Delta keeps
+    /// commits for 30 days by default; positions themselves are read through the
+    /// snapshot, so checkpoints do not hide them.
+    fn app_ids(&self, family: Family) -> Result<Vec<String>, LakeError> {
+        let log = self.table_path(family).join("_delta_log");
+        let err = |e: std::io::Error| LakeError::Path(log.clone(), e.to_string());
+        let mut ids = std::collections::BTreeSet::new();
+        for entry in std::fs::read_dir(&log).map_err(err)? {
+            let path = entry.map_err(err)?.path();
+            if path.extension().is_some_and(|e| e == "json") {
+                let text = std::fs::read_to_string(&path).map_err(err)?;
+                for line in text.lines() {
+                    if let Ok(v) = serde_json::from_str::<serde_json::Value>(line)
+                        && let Some(id) = v["txn"]["appId"].as_str()
+                    {
+                        ids.insert(id.to_owned());
+                    }
+                }
+            }
+        }
+        Ok(ids.into_iter().collect())
+    }
+}
+
 async fn positions_of<'a>(
     table: &DeltaTable,
     family: Family,

@@ -101,6 +101,20 @@ async fn positions_are_committed_with_the_data_and_read_back() {
     assert_eq!(rows(&again, Family::Wish).await, 4);
     // Other families are untouched.
     assert!(again.open(Family::Service).await.unwrap().is_none());
+
+    // `lake info`: every table listed, the written one with its positions.
+    let info = again.info().await.unwrap();
+    assert_eq!(info.len(), Family::ALL.len());
+    let wish = info.iter().find(|t| t.table == "wish_events").unwrap();
+    assert_eq!(wish.version, Some(1));
+    assert_eq!(wish.files, 2);
+    assert_eq!(wish.rows, 4);
+    assert_eq!(
+        wish.positions,
+        vec![("kafka:wenming.events:0".to_owned(), 25)]
+    );
+    let service = info.iter().find(|t| t.table == "service_events").unwrap();
+    assert_eq!((service.version, service.rows, service.files), (None, 0, 0));
 }
 
 #[tokio::test]

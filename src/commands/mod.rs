@@ -2,6 +2,7 @@
 
 pub mod generate;
 pub mod import;
+pub mod lake;
 pub mod progress;
 pub mod schema;
 pub mod validate;
