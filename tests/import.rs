@@ -163,3 +163,54 @@ fn import_of_a_missing_file_fails_clearly() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot open /nonexistent.ndjson"));
 }
+
+/// Exactly once across crashes: an import is SIGKILLed again and again mid-run, then
+/// run to the end; every valid event is in the lake once, none twice.
+#[tokio::test]
+async fn an_import_killed_again_and_again_still_stores_each_event_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("events.ndjson");
+    let lake = dir.path().join("lake");
+    let (f, l) = (file.to_str().unwrap(), lake.to_str().unwrap());
+    let out = wenming(&[
+        "generate",
+        "--seed",
+        "33",
+        "--duplicate-rate",
+        "0.02",
+        "--out",
+        f,
+    ]);
+    assert!(out.status.success());
+    let report: Value =
+        serde_json::from_slice(&wenming(&["validate", f, "--format", "json"]).stdout).unwrap();
+    let distinct = report["valid"].as_u64().unwrap() - report["duplicates"].as_u64().unwrap();
+
+    // Small batches make many commits, so the kills land between and inside them.
+    let mut killed_mid_run = 0;
+    for round in 0..5u64 {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_wenming"))
+            .args(["import", f, "--lake", l, "--batch-rows", "400"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(250 + 170 * round)).await;
+        if child.try_wait().unwrap().is_none() {
+            killed_mid_run += 1;
+        }
+        child.kill().ok(); // SIGKILL: no chance to finish the batch in hand
+        child.wait().unwrap();
+    }
+    let out = wenming(&["import", f, "--lake", l, "--batch-rows", "400"]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        killed_mid_run > 0,
+        "no kill landed mid-run; the test proved nothing"
+    );
+    assert_eq!(
+        lake_counts(&lake).await,
+        (distinct, distinct),
+        "after {killed_mid_run} kills: {stdout}"
+    );
+}

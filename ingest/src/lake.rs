@@ -89,6 +89,13 @@ impl Lake {
             source,
         };
         let url = deltalake::ensure_table_uri(path.to_string_lossy()).map_err(delta)?;
+        if !path.join("_delta_log").is_dir() {
+            // Not created yet: an unloaded handle (the first write creates the table).
+            // Loading it would only make the kernel log an error about an empty log.
+            return deltalake::DeltaTableBuilder::from_url(url)
+                .and_then(|b| b.build())
+                .map_err(delta);
+        }
         DeltaTable::try_from_url(url).await.map_err(delta)
     }
 
