@@ -165,13 +165,16 @@ fn decode_type(value: Option<&Value>) -> Result<EventType, Rejection> {
 
 /// The rules that tie two fields together.
 fn check_rules(event: &Event, data: &Map<String, Value>) -> Result<(), Rejection> {
-    if event.event_type().has_data_unit_id() {
-        let inner = data.get("unit_id").and_then(Value::as_str).unwrap_or("");
-        if inner != event.unit_id.as_str() {
+    // "Where data carries a unit_id, it must equal the envelope's": for every type, not
+    // only those that define the field. An event must not claim two owners.
+    match data.get("unit_id") {
+        None | Some(Value::Null) => {}
+        Some(inner) if inner.as_str() == Some(event.unit_id.as_str()) => {}
+        Some(inner) => {
             return Err(Rejection::bad_value(
                 "unit_id",
                 format_args!(
-                    "in data ({inner:?}) must equal the envelope's unit_id ({:?})",
+                    "in data ({inner}) must equal the envelope's unit_id ({:?})",
                     event.unit_id.as_str()
                 ),
             ));

@@ -31,10 +31,9 @@ fn kind_schema(kind: FieldKind) -> Value {
 }
 
 fn rules(t: EventType) -> Vec<&'static str> {
-    let mut r = Vec::new();
-    if t.has_data_unit_id() {
-        r.push("data.unit_id must equal the envelope's unit_id (else bad_value:unit_id).");
-    }
+    let mut r = vec![
+        "Where data carries a unit_id, it must equal the envelope's unit_id (else bad_value:unit_id).",
+    ];
     match t {
         EventType::UnitRegistered => r.push(
             "A center's area_code ends in 6 zeros, an institute's in 3 (else bad_value:area_code).",

@@ -220,6 +220,17 @@ fn cross_field_rules() {
     let mut v = ex[0].clone();
     v["data"]["unit_id"] = json!("C999999");
     assert_eq!(reason(&v), "bad_value:unit_id");
+    // ... also where the type does not define data.unit_id: the contract says "where
+    // data carries a unit_id", and an event must not name two owners.
+    let mut v = ex[14].clone(); // order.dispatched
+    assert_eq!(v["type"], "order.dispatched");
+    v["data"]["unit_id"] = json!("S999");
+    assert_eq!(reason(&v), "bad_value:unit_id");
+    v["data"]["unit_id"] = v["unit_id"].clone();
+    assert!(
+        decode(&serde_json::to_vec(&v).unwrap()).is_ok(),
+        "an equal one is fine"
+    );
     // minutes within the service interval (example: 900 minutes between start and end).
     let mut v = ex[10].clone();
     v["data"]["minutes"] = json!(901);
