@@ -17,7 +17,7 @@ use wenming_schemas::Family;
 use crate::batch::{FamilyBatch, Provenance};
 use crate::dedup::{DEFAULT_WINDOW, RecentIds};
 use crate::lake::{Lake, LakeError, Position};
-use crate::ndjson::NdjsonReader;
+use crate::ndjson::{CHUNK_BYTES, NdjsonReader, decode_chunk};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
@@ -131,60 +131,58 @@ pub async fn import_file(
     let mut stats = ImportStats::default();
     let ingested_at_us = chrono::Utc::now().timestamp_micros();
 
-    while let Some(record) = reader.next_record().map_err(read_err)? {
-        stats.read += 1;
-        let line = record.number() as i64;
-        let event = match record.decode() {
-            Ok(event) => event,
-            Err(rejection) => {
-                stats.rejected += 1;
-                let raw = match &record {
-                    crate::ndjson::Record::Line { bytes, .. } => {
-                        String::from_utf8_lossy(bytes).into_owned()
-                    }
-                    crate::ndjson::Record::Oversize { .. } => String::new(),
-                };
-                let entry = serde_json::json!({
-                    "line": line, "reason": rejection.reason(), "message": rejection.message, "raw": raw
-                });
-                writeln!(rejects, "{entry}").map_err(ImportError::Rejects)?;
+    loop {
+        let chunk = reader.next_chunk(CHUNK_BYTES).map_err(read_err)?;
+        if chunk.is_empty() {
+            break;
+        }
+        // Decoding runs on every core; what follows is in file order.
+        for (record, decoded) in chunk.iter().zip(decode_chunk(&chunk)) {
+            stats.read += 1;
+            let line = record.as_record().number() as i64;
+            let event = match decoded {
+                Ok(event) => event,
+                Err(rejection) => {
+                    stats.rejected += 1;
+                    let entry = serde_json::json!({
+                        "line": line, "reason": rejection.reason(),
+                        "message": rejection.message, "raw": record.text()
+                    });
+                    writeln!(rejects, "{entry}").map_err(ImportError::Rejects)?;
+                    continue;
+                }
+            };
+            // Dedup first, even for lines already committed: the window must know them
+            // to recognise their re-sends further down the file.
+            if !ids.insert(event.event_id.as_u128()) {
+                stats.duplicates += 1;
                 continue;
             }
-        };
-        // Dedup first, even for lines already committed: the window must know them to
-        // recognise their re-sends further down the file.
-        if !ids.insert(event.event_id.as_u128()) {
-            stats.duplicates += 1;
-            continue;
+            let family = event.event_type().family();
+            if committed[&family].is_some_and(|done| line <= done) {
+                stats.already_stored += 1;
+                continue;
+            }
+            let (batch, last) = batches
+                .entry(family)
+                .or_insert_with(|| (FamilyBatch::new(family), 0));
+            batch.push(
+                &event,
+                Provenance {
+                    partition: None,
+                    offset: None,
+                    ingested_at_us,
+                },
+                record.len(),
+            );
+            *last = line;
+            buffered += 1;
         }
-        let family = event.event_type().family();
-        if committed[&family].is_some_and(|done| line <= done) {
-            stats.already_stored += 1;
-            continue;
-        }
-        let len = match &record {
-            crate::ndjson::Record::Line { bytes, .. } => bytes.len(),
-            crate::ndjson::Record::Oversize { len, .. } => *len as usize,
-        };
-        let (batch, last) = batches
-            .entry(family)
-            .or_insert_with(|| (FamilyBatch::new(family), 0));
-        batch.push(
-            &event,
-            Provenance {
-                partition: None,
-                offset: None,
-                ingested_at_us,
-            },
-            len,
-        );
-        *last = line;
-        buffered += 1;
         if buffered >= options.batch_rows {
             flush(lake, &app_id, &mut batches, &mut committed, &mut stats).await?;
             buffered = 0;
-            progress(reader.bytes_read());
         }
+        progress(reader.bytes_read());
     }
     flush(lake, &app_id, &mut batches, &mut committed, &mut stats).await?;
     progress(reader.bytes_read());

@@ -114,6 +114,85 @@ impl<R: BufRead> NdjsonReader<R> {
     }
 }
 
+/// A line that owns its bytes, so a chunk of them can be decoded on several threads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OwnedRecord {
+    Line { number: u64, bytes: Vec<u8> },
+    Oversize { number: u64, len: u64 },
+}
+
+impl OwnedRecord {
+    pub fn as_record(&self) -> Record<'_> {
+        match self {
+            OwnedRecord::Line { number, bytes } => Record::Line {
+                number: *number,
+                bytes,
+            },
+            OwnedRecord::Oversize { number, len } => Record::Oversize {
+                number: *number,
+                len: *len,
+            },
+        }
+    }
+
+    /// Bytes of the source line (its length for an oversize one).
+    pub fn len(&self) -> usize {
+        match self {
+            OwnedRecord::Line { bytes, .. } => bytes.len(),
+            OwnedRecord::Oversize { len, .. } => *len as usize,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The line as text for people (lossy), empty for an oversize line.
+    pub fn text(&self) -> String {
+        match self {
+            OwnedRecord::Line { bytes, .. } => String::from_utf8_lossy(bytes).into_owned(),
+            OwnedRecord::Oversize { .. } => String::new(),
+        }
+    }
+}
+
+/// Lines read and decoded per chunk: enough to keep every core busy, small enough
+/// that memory stays bounded (about 4 MiB of lines plus their decoded events).
+pub const CHUNK_BYTES: usize = 4 << 20;
+
+impl<R: BufRead> NdjsonReader<R> {
+    /// The next lines, up to about `max_bytes` of them; empty at the end of the input.
+    pub fn next_chunk(&mut self, max_bytes: usize) -> io::Result<Vec<OwnedRecord>> {
+        let mut chunk = Vec::new();
+        let mut bytes = 0;
+        while bytes < max_bytes {
+            let Some(record) = self.next_record()? else {
+                break;
+            };
+            let owned = match record {
+                Record::Line { number, bytes } => OwnedRecord::Line {
+                    number,
+                    bytes: bytes.to_vec(),
+                },
+                Record::Oversize { number, len } => OwnedRecord::Oversize { number, len },
+            };
+            bytes += owned.len().min(max_bytes);
+            chunk.push(owned);
+        }
+        Ok(chunk)
+    }
+}
+
+/// Decodes a chunk on all cores; results in the chunk's order.
+pub fn decode_chunk(chunk: &[OwnedRecord]) -> Vec<Result<wenming_schemas::Event, Rejection>> {
+    use rayon::prelude::*;
+    chunk
+        .par_iter()
+        .with_min_len(256)
+        .map(|r| r.as_record().decode())
+        .collect()
+}
+
 fn memchr(haystack: &[u8]) -> Option<usize> {
     haystack.iter().position(|b| *b == b'\n')
 }
@@ -145,6 +224,37 @@ mod tests {
                 (5, Ok(b"{\"c\":3}".to_vec())),
             ]
         );
+    }
+
+    #[test]
+    fn chunks_keep_every_line_in_order_and_decode_in_order() {
+        let mut input = Vec::new();
+        for i in 0..1000 {
+            input.extend_from_slice(format!("{{\"n\":{i}}}\n").as_bytes());
+        }
+        let mut r = NdjsonReader::new(std::io::BufReader::new(&input[..]));
+        let mut numbers = Vec::new();
+        loop {
+            let chunk = r.next_chunk(100).unwrap();
+            if chunk.is_empty() {
+                break;
+            }
+            let bytes: usize = chunk.iter().map(OwnedRecord::len).sum();
+            let last = chunk.last().unwrap().len();
+            assert!(
+                bytes - last < 100,
+                "a chunk stops once it reaches the byte budget"
+            );
+            let decoded = decode_chunk(&chunk);
+            assert_eq!(decoded.len(), chunk.len());
+            assert!(
+                decoded
+                    .iter()
+                    .all(|d| d.as_ref().unwrap_err().reason() == "missing_field:schema_version")
+            );
+            numbers.extend(chunk.iter().map(|c| c.as_record().number()));
+        }
+        assert_eq!(numbers, (1..=1000).collect::<Vec<u64>>());
     }
 
     #[test]

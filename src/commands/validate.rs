@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use serde::Serialize;
-use wenming_ingest::ndjson::NdjsonReader;
+use wenming_ingest::ndjson::{CHUNK_BYTES, NdjsonReader, decode_chunk};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -61,32 +61,33 @@ fn tally(input: impl BufRead, size: Option<u64>) -> io::Result<Report> {
     if size.is_none() {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
-    let mut since_tick = 0u32;
-    while let Some(record) = reader.next_record()? {
-        report.lines += 1;
-        match record.decode() {
-            Ok(event) => {
-                report.valid += 1;
-                *report.by_type.entry(event.event_type().name()).or_default() += 1;
-                if !seen.insert(event.event_id.as_u128()) {
-                    report.duplicates += 1;
+    loop {
+        let chunk = reader.next_chunk(CHUNK_BYTES)?;
+        if chunk.is_empty() {
+            break;
+        }
+        for (record, decoded) in chunk.iter().zip(decode_chunk(&chunk)) {
+            report.lines += 1;
+            match decoded {
+                Ok(event) => {
+                    report.valid += 1;
+                    *report.by_type.entry(event.event_type().name()).or_default() += 1;
+                    if !seen.insert(event.event_id.as_u128()) {
+                        report.duplicates += 1;
+                    }
+                }
+                Err(rejection) => {
+                    let reason = rejection.reason();
+                    *report.rejected.entry(reason.clone()).or_default() += 1;
+                    report.rejections.push(RejectedLine {
+                        line: record.as_record().number(),
+                        reason,
+                        message: rejection.message,
+                    });
                 }
             }
-            Err(rejection) => {
-                let reason = rejection.reason();
-                *report.rejected.entry(reason.clone()).or_default() += 1;
-                report.rejections.push(RejectedLine {
-                    line: record.number(),
-                    reason,
-                    message: rejection.message,
-                });
-            }
         }
-        since_tick += 1;
-        if since_tick == 10_000 {
-            since_tick = 0;
-            bar.set_position(reader.bytes_read());
-        }
+        bar.set_position(reader.bytes_read());
     }
     bar.finish_and_clear();
     Ok(report)
