@@ -37,15 +37,7 @@ const DEFECTS: &[(Defect, u32)] = &[
 ];
 
 fn pick(rng: &mut SimRng) -> Defect {
-    let total: u32 = DEFECTS.iter().map(|(_, w)| w).sum();
-    let mut x = rng.random_range(0..total);
-    for (d, w) in DEFECTS {
-        if x < *w {
-            return *d;
-        }
-        x -= w;
-    }
-    Defect::NotJson
+    crate::rng::pick_from(rng, DEFECTS)
 }
 
 fn wrong_type(kind: FieldKind) -> Value {

@@ -71,3 +71,17 @@ pub fn pick_weighted(rng: &mut SimRng, cumulative: &[f64]) -> Option<usize> {
             .min(cumulative.len() - 1),
     )
 }
+
+/// Picks an entry of a table of (value, weight), in proportion to the weights. The table
+/// must not be empty and its weights must not all be 0.
+pub fn pick_from<T: Copy>(rng: &mut SimRng, table: &[(T, u32)]) -> T {
+    let total: u32 = table.iter().map(|(_, w)| w).sum();
+    let mut x = rng.random_range(0..total);
+    for (value, w) in table {
+        if x < *w {
+            return *value;
+        }
+        x -= w;
+    }
+    table[table.len() - 1].0
+}

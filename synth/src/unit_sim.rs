@@ -78,15 +78,7 @@ fn category(rng: &mut SimRng, kind: DayKind) -> Category {
             Category::Environment
         };
     }
-    let total: u32 = CATEGORY_MIX.iter().map(|(_, w)| w).sum();
-    let mut x = rng.random_range(0..total);
-    for (c, w) in CATEGORY_MIX {
-        if x < *w {
-            return *c;
-        }
-        x -= w;
-    }
-    Category::Other
+    rng::pick_from(rng, CATEGORY_MIX)
 }
 
 const THEMES: &[&str] = &[
