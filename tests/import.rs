@@ -214,3 +214,99 @@ async fn an_import_killed_again_and_again_still_stores_each_event_once() {
         "after {killed_mid_run} kills: {stdout}"
     );
 }
+
+/// Small commits leave many small files; `lake optimize` compacts them without changing
+/// a row or a position, and `lake vacuum` deletes the old files only past its guard.
+#[tokio::test]
+async fn optimize_and_vacuum_keep_every_row_and_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("events.ndjson");
+    let lake = dir.path().join("lake");
+    let (f, l) = (file.to_str().unwrap(), lake.to_str().unwrap());
+    assert!(
+        wenming(&["generate", "--seed", "8", "--out", f])
+            .status
+            .success()
+    );
+    assert!(
+        wenming(&["import", f, "--lake", l, "--batch-rows", "2000"])
+            .status
+            .success()
+    );
+    let before = lake_counts(&lake).await;
+    let text = |o: Output| {
+        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr)
+    };
+    let positions = |info: &str| -> Vec<String> {
+        info.lines()
+            .filter(|l| l.contains("file:"))
+            .map(str::to_owned)
+            .collect()
+    };
+    let info_before = text(wenming(&["lake", "info", "--lake", l]));
+
+    let out = wenming(&["lake", "optimize", "--lake", l]);
+    assert!(out.status.success());
+    let report = text(out);
+    assert!(
+        report.contains("service_events") && report.contains("files compacted into 1"),
+        "{report}"
+    );
+    assert_eq!(
+        lake_counts(&lake).await,
+        before,
+        "compaction changes no row"
+    );
+    let info_after = text(wenming(&["lake", "info", "--lake", l]));
+    assert_eq!(
+        positions(&info_after),
+        positions(&info_before),
+        "nor any position"
+    );
+
+    // The guard: under 7 days only with --force.
+    let out = wenming(&["lake", "vacuum", "--lake", l, "--retention-hours", "0"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(out).contains("under 168 (7 days)"));
+    let out = wenming(&[
+        "lake",
+        "vacuum",
+        "--lake",
+        l,
+        "--retention-hours",
+        "0",
+        "--force",
+        "--dry-run",
+    ]);
+    let dry = text(out);
+    assert!(dry.contains("would delete"), "{dry}");
+    let would: u64 = dry
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(3)?.parse::<u64>().ok())
+        .sum();
+    assert!(would > 0, "{dry}");
+    let out = wenming(&[
+        "lake",
+        "vacuum",
+        "--lake",
+        l,
+        "--retention-hours",
+        "0",
+        "--force",
+    ]);
+    let done = text(out);
+    let deleted: u64 = done
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(2)?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(deleted, would, "{done}");
+    assert_eq!(
+        lake_counts(&lake).await,
+        before,
+        "vacuum deletes only unused files"
+    );
+
+    // Positions still hold: importing again stores nothing.
+    let again = text(wenming(&["import", f, "--lake", l]));
+    assert!(again.contains(" = stored 0 + "), "{again}");
+}

@@ -244,6 +244,90 @@ impl Lake {
     }
 }
 
+/// Below this, vacuum may delete files that a reader or a time-travel query still uses;
+/// Delta's own default (`delta.deletedFileRetentionDuration`) is the same 7 days.
+pub const MIN_VACUUM_RETENTION: chrono::Duration = chrono::Duration::days(7);
+
+/// What compaction did to one table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Compaction {
+    pub table: &'static str,
+    pub files_removed: u64,
+    pub files_added: u64,
+}
+
+/// What vacuum did (or, on a dry run, would do) to one table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Vacuumed {
+    pub table: &'static str,
+    pub files: Vec<String>,
+}
+
+impl Lake {
+    /// Rewrites each table's small files into files of about `target_bytes` (OPTIMIZE).
+    /// The removed files stay on disk until vacuum; positions (`txn`) are untouched.
+    pub async fn optimize(&self, target_bytes: u64) -> Result<Vec<Compaction>, LakeError> {
+        let target = std::num::NonZeroU64::new(target_bytes.max(1)).expect("at least 1");
+        let mut out = Vec::new();
+        for family in Family::ALL {
+            let Some(table) = self.open(*family).await? else {
+                continue;
+            };
+            let props = WriterProperties::builder()
+                .set_compression(Compression::ZSTD(
+                    ZstdLevel::try_new(3).expect("level 3 is valid"),
+                ))
+                .build();
+            let (_, metrics) = table
+                .optimize()
+                .with_target_size(target)
+                .with_writer_properties(props)
+                .await
+                .map_err(|source| LakeError::Delta {
+                    table: family.table_name(),
+                    source,
+                })?;
+            out.push(Compaction {
+                table: family.table_name(),
+                files_removed: metrics.num_files_removed,
+                files_added: metrics.num_files_added,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Deletes files no longer in any table version younger than `retention`.
+    /// A retention under [`MIN_VACUUM_RETENTION`] is refused unless `force`.
+    pub async fn vacuum(
+        &self,
+        retention: chrono::Duration,
+        dry_run: bool,
+        force: bool,
+    ) -> Result<Vec<Vacuumed>, LakeError> {
+        let mut out = Vec::new();
+        for family in Family::ALL {
+            let Some(table) = self.open(*family).await? else {
+                continue;
+            };
+            let (_, metrics) = table
+                .vacuum()
+                .with_retention_period(retention)
+                .with_enforce_retention_duration(!force)
+                .with_dry_run(dry_run)
+                .await
+                .map_err(|source| LakeError::Delta {
+                    table: family.table_name(),
+                    source,
+                })?;
+            out.push(Vacuumed {
+                table: family.table_name(),
+                files: metrics.files_deleted,
+            });
+        }
+        Ok(out)
+    }
+}
+
 async fn positions_of<'a>(
     table: &DeltaTable,
     family: Family,

@@ -1,10 +1,10 @@
-//! `wenming lake info`: what the lake holds.
+//! `wenming lake info|optimize|vacuum`: look after the lake.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use wenming_ingest::lake::Lake;
+use wenming_ingest::lake::{Lake, MIN_VACUUM_RETENTION};
 
 #[derive(clap::Subcommand)]
 pub enum LakeCommand {
@@ -19,12 +19,99 @@ pub enum LakeCommand {
         )]
         lake: PathBuf,
     },
+    /// Compact small files into larger ones (OPTIMIZE), table by table. Readers keep
+    /// working; the old files stay until `vacuum`. Committed positions are untouched.
+    Optimize {
+        #[arg(
+            long,
+            env = "WENMING_LAKE__PATH",
+            default_value = "./wenming-data/lake"
+        )]
+        lake: PathBuf,
+        /// Target size of the rewritten files, in MiB.
+        #[arg(long, default_value_t = 128)]
+        target_mib: u64,
+    },
+    /// Delete files that no table version younger than the retention uses.
+    ///
+    /// Guarded: a retention under 168 hours (7 days) could delete files a reader or a
+    /// time-travel query still uses, and is refused unless --force.
+    Vacuum {
+        #[arg(
+            long,
+            env = "WENMING_LAKE__PATH",
+            default_value = "./wenming-data/lake"
+        )]
+        lake: PathBuf,
+        /// Keep files needed by versions younger than this many hours.
+        #[arg(long, default_value_t = 168)]
+        retention_hours: i64,
+        /// List what would be deleted, delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Allow a retention under 168 hours.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 pub fn run(command: LakeCommand) -> anyhow::Result<ExitCode> {
     match command {
         LakeCommand::Info { lake } => info(lake),
+        LakeCommand::Optimize { lake, target_mib } => optimize(lake, target_mib),
+        LakeCommand::Vacuum {
+            lake,
+            retention_hours,
+            dry_run,
+            force,
+        } => vacuum(lake, retention_hours, dry_run, force),
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Runtime::new().context("cannot start the async runtime")
+}
+
+fn existing(root: &std::path::Path) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        root.is_dir(),
+        "no lake at {}: the directory does not exist",
+        root.display()
+    );
+    Ok(())
+}
+
+fn optimize(root: PathBuf, target_mib: u64) -> anyhow::Result<ExitCode> {
+    existing(&root)?;
+    let done = runtime()?.block_on(Lake::new(&root).optimize(target_mib.max(1) << 20))?;
+    for c in &done {
+        println!(
+            "{:<20} {} files compacted into {}",
+            c.table, c.files_removed, c.files_added
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn vacuum(
+    root: PathBuf,
+    retention_hours: i64,
+    dry_run: bool,
+    force: bool,
+) -> anyhow::Result<ExitCode> {
+    existing(&root)?;
+    let retention = chrono::Duration::hours(retention_hours.max(0));
+    anyhow::ensure!(
+        force || retention >= MIN_VACUUM_RETENTION,
+        "a retention of {retention_hours} hours is under 168 (7 days): files a reader or a \
+         time-travel query still uses could be deleted; pass --force to do it anyway"
+    );
+    let done = runtime()?.block_on(Lake::new(&root).vacuum(retention, dry_run, force))?;
+    let verb = if dry_run { "would delete" } else { "deleted" };
+    for v in &done {
+        println!("{:<20} {verb} {} files", v.table, v.files.len());
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn info(root: PathBuf) -> anyhow::Result<ExitCode> {
