@@ -31,6 +31,8 @@ pub enum ImportError {
     Rejects(#[source] std::io::Error),
     #[error(transparent)]
     Lake(#[from] LakeError),
+    #[error("a commit task failed: {0}")]
+    Task(String),
     #[error("cannot build a batch for {table}: {source}")]
     Batch {
         table: &'static str,
@@ -190,7 +192,9 @@ pub async fn import_file(
     Ok(stats)
 }
 
-/// Commits every family with buffered rows, each with its position in the file.
+/// Commits every family with buffered rows, each with its position in the file. The
+/// tables are independent (each has its own positions), so their commits run
+/// concurrently: most of a commit is encoding Parquet, and that uses every core.
 async fn flush(
     lake: &Lake,
     app_id: &str,
@@ -204,6 +208,7 @@ async fn flush(
         .map(|(f, _)| *f)
         .collect();
     families.sort();
+    let mut commits = Vec::new();
     for family in families {
         let (batch, last) = batches.get_mut(&family).expect("listed above");
         let rows = batch.len() as u64;
@@ -216,11 +221,29 @@ async fn flush(
             version: *last,
             expected: committed[&family],
         };
-        lake.commit(family, vec![record_batch], &[position]).await?;
-        committed.insert(family, Some(*last));
-        stats.stored += rows;
-        stats.commits += 1;
-        *stats.by_table.entry(family.table_name()).or_default() += rows;
+        let lake = lake.clone();
+        let task =
+            tokio::spawn(async move { lake.commit(family, vec![record_batch], &[position]).await });
+        commits.push((family, rows, *last, task));
     }
-    Ok(())
+    // Every commit is awaited before an error is returned, so the positions recorded
+    // here match what reached the lake.
+    let mut first_error = None;
+    for (family, rows, last, task) in commits {
+        match task.await {
+            Ok(Ok(_version)) => {
+                committed.insert(family, Some(last));
+                stats.stored += rows;
+                stats.commits += 1;
+                *stats.by_table.entry(family.table_name()).or_default() += rows;
+            }
+            Ok(Err(e)) => {
+                first_error.get_or_insert(ImportError::Lake(e));
+            }
+            Err(join) => {
+                first_error.get_or_insert(ImportError::Task(join.to_string()));
+            }
+        }
+    }
+    first_error.map_or(Ok(()), Err)
 }

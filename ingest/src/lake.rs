@@ -89,9 +89,10 @@ impl Lake {
             source,
         };
         let url = deltalake::ensure_table_uri(path.to_string_lossy()).map_err(delta)?;
-        if !path.join("_delta_log").is_dir() {
-            // Not created yet: an unloaded handle (the first write creates the table).
-            // Loading it would only make the kernel log an error about an empty log.
+        if !has_commits(&path) {
+            // Not created yet (or a first commit died before its log entry): an unloaded
+            // handle, which the first write creates. Loading an empty log would only make
+            // the kernel log an error.
             return deltalake::DeltaTableBuilder::from_url(url)
                 .and_then(|b| b.build())
                 .map_err(delta);
@@ -104,7 +105,7 @@ impl Lake {
         let Some(table) = self.open(family).await? else {
             return Ok(None);
         };
-        positions_of(&table, family, [app_id])
+        positions_of(&table, family, vec![app_id.to_owned()])
             .await
             .map(|mut m| m.remove(app_id).flatten())
     }
@@ -123,8 +124,8 @@ impl Lake {
             source,
         };
         if table.version().is_some() {
-            let found =
-                positions_of(&table, family, positions.iter().map(|p| p.app_id.as_str())).await?;
+            let ids = positions.iter().map(|p| p.app_id.clone()).collect();
+            let found = positions_of(&table, family, ids).await?;
             for p in positions {
                 let now = found.get(p.app_id.as_str()).copied().flatten();
                 if now != p.expected {
@@ -185,7 +186,7 @@ impl Lake {
                 rows: 0,
                 positions: Vec::new(),
             };
-            if !self.table_path(*family).join("_delta_log").is_dir() {
+            if !has_commits(&self.table_path(*family)) {
                 out.push(info);
                 continue;
             }
@@ -204,7 +205,7 @@ impl Lake {
                 info.rows += file.num_records().unwrap_or(0) as u64;
             }
             let app_ids = self.app_ids(*family)?;
-            let found = positions_of(&table, *family, app_ids.iter().map(String::as_str)).await?;
+            let found = positions_of(&table, *family, app_ids.clone()).await?;
             info.positions = app_ids
                 .iter()
                 .filter_map(|id| {
@@ -328,11 +329,23 @@ impl Lake {
     }
 }
 
-async fn positions_of<'a>(
+/// Whether a table directory has a Delta log with at least one commit or checkpoint.
+fn has_commits(table: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(table.join("_delta_log")) else {
+        return false;
+    };
+    entries.flatten().any(|e| {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        name.ends_with(".json") || name.ends_with(".checkpoint.parquet")
+    })
+}
+
+async fn positions_of(
     table: &DeltaTable,
     family: Family,
-    app_ids: impl IntoIterator<Item = &'a str>,
-) -> Result<HashMap<&'a str, Option<i64>>, LakeError> {
+    app_ids: Vec<String>,
+) -> Result<HashMap<String, Option<i64>>, LakeError> {
     let state = table.snapshot().map_err(|source| LakeError::Delta {
         table: family.table_name(),
         source,
@@ -340,7 +353,7 @@ async fn positions_of<'a>(
     let mut out = HashMap::new();
     for app_id in app_ids {
         let v = state
-            .transaction_version(table.log_store().as_ref(), app_id)
+            .transaction_version(table.log_store().as_ref(), &app_id)
             .await
             .map_err(|source| LakeError::Delta {
                 table: family.table_name(),
