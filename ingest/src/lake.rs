@@ -142,11 +142,7 @@ impl Lake {
             .iter()
             .map(|p| Transaction::new(&p.app_id, p.version))
             .collect();
-        let props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(
-                ZstdLevel::try_new(3).expect("level 3 is valid"),
-            ))
-            .build();
+        let props = writer_properties();
         let table = table
             .write(batches)
             .with_save_mode(SaveMode::Append)
@@ -274,11 +270,7 @@ impl Lake {
             let Some(table) = self.open(*family).await? else {
                 continue;
             };
-            let props = WriterProperties::builder()
-                .set_compression(Compression::ZSTD(
-                    ZstdLevel::try_new(3).expect("level 3 is valid"),
-                ))
-                .build();
+            let props = writer_properties();
             let (_, metrics) = table
                 .optimize()
                 .with_target_size(target)
@@ -327,6 +319,15 @@ impl Lake {
         }
         Ok(out)
     }
+}
+
+/// Parquet settings of every file wenming writes: ZSTD level 3 (small files, fast scans).
+fn writer_properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(3).expect("level 3 is valid"),
+        ))
+        .build()
 }
 
 /// Whether a table directory has a Delta log with at least one commit or checkpoint.

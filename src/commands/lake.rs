@@ -6,28 +6,31 @@ use std::process::ExitCode;
 use anyhow::Context;
 use wenming_ingest::lake::{Lake, MIN_VACUUM_RETENTION};
 
+/// The `--lake` option every lake command takes.
+#[derive(clap::Args)]
+pub struct LakeDir {
+    /// Lake directory.
+    #[arg(
+        long = "lake",
+        env = "WENMING_LAKE__PATH",
+        default_value = "./wenming-data/lake"
+    )]
+    path: PathBuf,
+}
+
 #[derive(clap::Subcommand)]
 pub enum LakeCommand {
     /// Tables, versions, row and file counts, and the committed position of every
     /// source (Kafka partition offsets, imported files' last lines).
     Info {
-        /// Lake directory.
-        #[arg(
-            long,
-            env = "WENMING_LAKE__PATH",
-            default_value = "./wenming-data/lake"
-        )]
-        lake: PathBuf,
+        #[command(flatten)]
+        lake: LakeDir,
     },
     /// Compact small files into larger ones (OPTIMIZE), table by table. Readers keep
     /// working; the old files stay until `vacuum`. Committed positions are untouched.
     Optimize {
-        #[arg(
-            long,
-            env = "WENMING_LAKE__PATH",
-            default_value = "./wenming-data/lake"
-        )]
-        lake: PathBuf,
+        #[command(flatten)]
+        lake: LakeDir,
         /// Target size of the rewritten files, in MiB.
         #[arg(long, default_value_t = 128)]
         target_mib: u64,
@@ -37,12 +40,8 @@ pub enum LakeCommand {
     /// Guarded: a retention under 168 hours (7 days) could delete files a reader or a
     /// time-travel query still uses, and is refused unless --force.
     Vacuum {
-        #[arg(
-            long,
-            env = "WENMING_LAKE__PATH",
-            default_value = "./wenming-data/lake"
-        )]
-        lake: PathBuf,
+        #[command(flatten)]
+        lake: LakeDir,
         /// Keep files needed by versions younger than this many hours.
         #[arg(long, default_value_t = 168)]
         retention_hours: i64,
@@ -57,14 +56,14 @@ pub enum LakeCommand {
 
 pub fn run(command: LakeCommand) -> anyhow::Result<ExitCode> {
     match command {
-        LakeCommand::Info { lake } => info(lake),
-        LakeCommand::Optimize { lake, target_mib } => optimize(lake, target_mib),
+        LakeCommand::Info { lake } => info(lake.path),
+        LakeCommand::Optimize { lake, target_mib } => optimize(lake.path, target_mib),
         LakeCommand::Vacuum {
             lake,
             retention_hours,
             dry_run,
             force,
-        } => vacuum(lake, retention_hours, dry_run, force),
+        } => vacuum(lake.path, retention_hours, dry_run, force),
     }
 }
 
