@@ -41,6 +41,23 @@ enum Command {
     /// their reasons to a rejects file. Idempotent: importing the same file again stores
     /// nothing new, and an interrupted import resumes after its last commit.
     Import(commands::import::Args),
+    /// Consume events from Kafka into the lake, exactly once.
+    ///
+    /// A consumer-group member (run more processes with the same --group to share the
+    /// partitions). Valid events go to their family's Delta table; re-sent ones are
+    /// counted and skipped; refused ones go to the dead-letter topic with their reason.
+    /// Each commit records the Kafka offsets it covers, and on every (re)assignment
+    /// ingest resumes from the lake, never from Kafka's group offsets.
+    Ingest(commands::ingest::Args),
+    /// Send an NDJSON file's lines to a Kafka topic (key = unit_id); exits when every
+    /// message is acknowledged.
+    Produce(commands::produce::Args),
+    /// Run the embedded single-node Kafka-protocol broker for development and tests.
+    ///
+    /// Creates wenming.events and wenming.events.dlq, prints its bootstrap address.
+    /// Durable (SQLite under --data) by default; --memory for throwaway runs. Not for
+    /// production: use a real Kafka cluster there (see README).
+    Broker(commands::broker::Args),
     /// Look into the lake (`wenming lake info`).
     #[command(subcommand)]
     Lake(commands::lake::LakeCommand),
@@ -52,6 +69,11 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // `wenming lake info | head` should end quietly, like any Unix tool, not panic.
+    // SAFETY: called first thing, before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -64,6 +86,9 @@ fn main() -> ExitCode {
         Command::Validate(args) => commands::validate::run(args),
         Command::Generate(args) => commands::generate::run(args),
         Command::Import(args) => commands::import::run(args),
+        Command::Ingest(args) => commands::ingest::run(args),
+        Command::Produce(args) => commands::produce::run(args),
+        Command::Broker(args) => commands::broker::run(args),
         Command::Lake(command) => commands::lake::run(command),
         Command::Schema(args) => commands::schema::run(args),
     };

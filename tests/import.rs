@@ -2,50 +2,13 @@
 //! in real Delta tables exactly once, with every rejection in the rejects file, and a
 //! second import (even of a renamed copy) stores nothing new.
 
-use std::path::Path;
 use std::process::{Command, Output};
 
-use deltalake::datafusion::prelude::SessionContext;
 use serde_json::Value;
+
+mod common;
+use common::{lake_counts, wenming};
 use wenming_schemas::Family;
-
-fn wenming(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wenming"))
-        .args(args)
-        .output()
-        .expect("wenming runs")
-}
-
-/// (rows, distinct event ids) over every table of the lake.
-async fn lake_counts(lake: &Path) -> (u64, u64) {
-    let ctx = SessionContext::new();
-    let mut selects = Vec::new();
-    for family in Family::ALL {
-        let path = lake.join(family.table_name());
-        let url = deltalake::ensure_table_uri(path.to_str().unwrap()).unwrap();
-        let Ok(table) = deltalake::open_table(url).await else {
-            continue;
-        };
-        table.update_datafusion_session(&ctx.state()).unwrap();
-        ctx.register_table(family.table_name(), table.table_provider().await.unwrap())
-            .unwrap();
-        selects.push(format!("SELECT event_id FROM {}", family.table_name()));
-    }
-    let sql = format!(
-        "SELECT count(*) AS n, count(DISTINCT event_id) AS ids FROM ({})",
-        selects.join(" UNION ALL ")
-    );
-    let batches = ctx.sql(&sql).await.unwrap().collect().await.unwrap();
-    let col = |i: usize| {
-        batches[0]
-            .column(i)
-            .as_any()
-            .downcast_ref::<deltalake::arrow::array::Int64Array>()
-            .unwrap()
-            .value(0) as u64
-    };
-    (col(0), col(1))
-}
 
 #[tokio::test]
 async fn import_stores_each_valid_event_once_and_is_idempotent() {

@@ -36,6 +36,16 @@ impl RecentIds {
         true
     }
 
+    /// Forgets an id: its event was read but not stored (a dropped buffer), and must
+    /// not count as seen when it is read again.
+    pub fn forget(&mut self, id: u128) {
+        self.set.remove(&id);
+    }
+
+    pub fn contains(&self, id: u128) -> bool {
+        self.set.contains(&id)
+    }
+
     pub fn len(&self) -> usize {
         self.order.len()
     }
@@ -60,5 +70,14 @@ mod tests {
         assert_eq!(ids.len(), 3);
         assert!(!ids.insert(4));
         assert!(ids.insert(1), "forgotten after the window");
+    }
+
+    #[test]
+    fn a_forgotten_id_is_new_again() {
+        let mut ids = RecentIds::new(10);
+        assert!(ids.insert(7));
+        ids.forget(7);
+        assert!(!ids.contains(7));
+        assert!(ids.insert(7));
     }
 }

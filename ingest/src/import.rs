@@ -127,7 +127,12 @@ pub async fn import_file(
 
     let file = File::open(path).map_err(read_err)?;
     let mut reader = NdjsonReader::new(BufReader::with_capacity(1 << 20, file));
+    // Seeded with what the lake holds (from Kafka or other files), so that an event
+    // stored by any source is stored once.
     let mut ids = RecentIds::new(options.dedup_window);
+    for id in lake.recent_ids(options.dedup_window, None).await? {
+        ids.insert(id);
+    }
     let mut batches: HashMap<Family, (FamilyBatch, i64)> = HashMap::new();
     let mut buffered = 0usize;
     let mut stats = ImportStats::default();
@@ -154,15 +159,16 @@ pub async fn import_file(
                     continue;
                 }
             };
-            // Dedup first, even for lines already committed: the window must know them
-            // to recognise their re-sends further down the file.
-            if !ids.insert(event.event_id.as_u128()) {
-                stats.duplicates += 1;
-                continue;
-            }
+            // The window learns lines already committed too, to recognise their
+            // re-sends further down the file.
+            let fresh = ids.insert(event.event_id.as_u128());
             let family = event.event_type().family();
             if committed[&family].is_some_and(|done| line <= done) {
                 stats.already_stored += 1;
+                continue;
+            }
+            if !fresh {
+                stats.duplicates += 1;
                 continue;
             }
             let (batch, last) = batches

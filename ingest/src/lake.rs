@@ -14,9 +14,10 @@ use std::path::{Path, PathBuf};
 use arrow::array::RecordBatch;
 use deltalake::DeltaTable;
 use deltalake::kernel::Transaction;
-use deltalake::kernel::transaction::CommitProperties;
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake::parquet::basic::{Compression, ZstdLevel};
 use deltalake::parquet::file::properties::WriterProperties;
+use deltalake::protocol::DeltaOperation;
 use deltalake::protocol::SaveMode;
 use wenming_schemas::Family;
 
@@ -119,39 +120,118 @@ impl Lake {
         positions: &[Position],
     ) -> Result<i64, LakeError> {
         let table = self.handle(family).await?;
-        let delta = |source| LakeError::Delta {
-            table: family.table_name(),
-            source,
-        };
-        if table.version().is_some() {
-            let ids = positions.iter().map(|p| p.app_id.clone()).collect();
-            let found = positions_of(&table, family, ids).await?;
-            for p in positions {
-                let now = found.get(p.app_id.as_str()).copied().flatten();
-                if now != p.expected {
-                    return Err(LakeError::PositionMoved {
-                        table: family.table_name(),
-                        app_id: p.app_id.clone(),
-                        expected: p.expected,
-                        found: now,
-                    });
-                }
-            }
-        }
-        let txns = positions
-            .iter()
-            .map(|p| Transaction::new(&p.app_id, p.version))
-            .collect();
+        check_positions(&table, family, positions).await?;
         let props = writer_properties();
         let table = table
             .write(batches)
             .with_save_mode(SaveMode::Append)
             .with_writer_properties(props)
-            .with_commit_properties(CommitProperties::default().with_application_transactions(txns))
+            .with_commit_properties(commit_properties(positions))
             .await
-            .map_err(delta)?;
+            .map_err(|source| LakeError::Delta {
+                table: family.table_name(),
+                source,
+            })?;
         Ok(table.version().unwrap_or(0) as i64)
     }
+
+    /// Moves positions forward without data: a commit of `txn` actions only. Kafka
+    /// ingest uses it for tables a stretch of the stream had no events for, so that a
+    /// restart does not re-read from their last data commit. The table must exist.
+    pub async fn advance(&self, family: Family, positions: &[Position]) -> Result<i64, LakeError> {
+        let delta = |source| LakeError::Delta {
+            table: family.table_name(),
+            source,
+        };
+        let Some(table) = self.open(family).await? else {
+            return Err(LakeError::Path(
+                self.table_path(family),
+                "cannot advance positions of a table that does not exist".into(),
+            ));
+        };
+        check_positions(&table, family, positions).await?;
+        let snapshot = table.snapshot().map_err(delta)?;
+        let operation = DeltaOperation::Write {
+            mode: SaveMode::Append,
+            partition_by: None,
+            predicate: None,
+        };
+        let done = CommitBuilder::from(commit_properties(positions))
+            .with_actions(Vec::new())
+            .build(Some(snapshot), table.log_store(), operation)
+            .await
+            .map_err(delta)?;
+        Ok(done.version() as i64)
+    }
+
+    /// Creates every family's table that does not exist yet, empty, so that each has a
+    /// log to hold positions from the first flush on. Safe to race: a table another
+    /// writer created meanwhile is fine.
+    pub async fn ensure_tables(&self) -> Result<(), LakeError> {
+        for family in Family::ALL {
+            if has_commits(&self.table_path(*family)) {
+                continue;
+            }
+            let schema = wenming_schemas::lake::table_schema(*family);
+            let empty = RecordBatch::new_empty(schema);
+            let created = self.commit(*family, vec![empty], &[]).await;
+            if let Err(e) = created
+                && !has_commits(&self.table_path(*family))
+            {
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// The committed position of one source in every table.
+    pub async fn positions(
+        &self,
+        app_id: &str,
+    ) -> Result<std::collections::BTreeMap<Family, Option<i64>>, LakeError> {
+        let mut out = std::collections::BTreeMap::new();
+        for family in Family::ALL {
+            out.insert(*family, self.position(*family, app_id).await?);
+        }
+        Ok(out)
+    }
+}
+
+/// Refuses a commit when the lake's positions are not what the writer started from:
+/// another writer (the new owner of a partition after a rebalance) got there first.
+async fn check_positions(
+    table: &DeltaTable,
+    family: Family,
+    positions: &[Position],
+) -> Result<(), LakeError> {
+    if table.version().is_none() || positions.is_empty() {
+        return Ok(());
+    }
+    let ids = positions.iter().map(|p| p.app_id.clone()).collect();
+    let found = positions_of(table, family, ids).await?;
+    for p in positions {
+        let now = found.get(p.app_id.as_str()).copied().flatten();
+        if now != p.expected {
+            return Err(LakeError::PositionMoved {
+                table: family.table_name(),
+                app_id: p.app_id.clone(),
+                expected: p.expected,
+                found: now,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The `txn` actions that record `positions`. The snapshot the check above read is
+/// the one the commit is built on, so a writer that commits the same app id in between
+/// makes Delta's conflict checker refuse this commit.
+fn commit_properties(positions: &[Position]) -> CommitProperties {
+    let txns = positions
+        .iter()
+        .map(|p| Transaction::new(&p.app_id, p.version))
+        .collect();
+    CommitProperties::default().with_application_transactions(txns)
 }
 
 /// What `wenming lake info` shows of one table.
@@ -264,29 +344,39 @@ impl Lake {
     /// Rewrites each table's small files into files of about `target_bytes` (OPTIMIZE).
     /// The removed files stay on disk until vacuum; positions (`txn`) are untouched.
     pub async fn optimize(&self, target_bytes: u64) -> Result<Vec<Compaction>, LakeError> {
-        let target = std::num::NonZeroU64::new(target_bytes.max(1)).expect("at least 1");
         let mut out = Vec::new();
         for family in Family::ALL {
-            let Some(table) = self.open(*family).await? else {
-                continue;
-            };
-            let props = writer_properties();
-            let (_, metrics) = table
-                .optimize()
-                .with_target_size(target)
-                .with_writer_properties(props)
-                .await
-                .map_err(|source| LakeError::Delta {
-                    table: family.table_name(),
-                    source,
-                })?;
-            out.push(Compaction {
-                table: family.table_name(),
-                files_removed: metrics.num_files_removed,
-                files_added: metrics.num_files_added,
-            });
+            if let Some(done) = self.optimize_table(*family, target_bytes).await? {
+                out.push(done);
+            }
         }
         Ok(out)
+    }
+
+    /// [`Lake::optimize`] for one table; `None` if the table does not exist.
+    pub async fn optimize_table(
+        &self,
+        family: Family,
+        target_bytes: u64,
+    ) -> Result<Option<Compaction>, LakeError> {
+        let target = std::num::NonZeroU64::new(target_bytes.max(1)).expect("at least 1");
+        let Some(table) = self.open(family).await? else {
+            return Ok(None);
+        };
+        let (_, metrics) = table
+            .optimize()
+            .with_target_size(target)
+            .with_writer_properties(writer_properties())
+            .await
+            .map_err(|source| LakeError::Delta {
+                table: family.table_name(),
+                source,
+            })?;
+        Ok(Some(Compaction {
+            table: family.table_name(),
+            files_removed: metrics.num_files_removed,
+            files_added: metrics.num_files_added,
+        }))
     }
 
     /// Deletes files no longer in any table version younger than `retention`.
@@ -363,4 +453,79 @@ async fn positions_of(
         out.insert(app_id, v);
     }
     Ok(out)
+}
+
+impl Lake {
+    /// The ids of the `limit` most recently ingested events across all tables, oldest
+    /// first: what a restarted writer seeds its dedup window with, so that a re-send
+    /// of an event stored before the restart (by Kafka ingest or by an import) is
+    /// still recognised.
+    /// With `since` (microseconds since the epoch), only events ingested from then on.
+    pub async fn recent_ids(
+        &self,
+        limit: usize,
+        since: Option<i64>,
+    ) -> Result<Vec<u128>, LakeError> {
+        use deltalake::arrow::array::{Array, AsArray};
+        use deltalake::arrow::datatypes::TimestampMicrosecondType;
+        use deltalake::datafusion::prelude::SessionContext;
+
+        let mut newest: Vec<(i64, u128)> = Vec::new();
+        for family in Family::ALL {
+            let table_name = family.table_name();
+            let Some(table) = self.open(*family).await? else {
+                continue;
+            };
+            let delta = |source| LakeError::Delta {
+                table: table_name,
+                source,
+            };
+            let query = |e: deltalake::datafusion::error::DataFusionError| LakeError::Delta {
+                table: table_name,
+                source: deltalake::DeltaTableError::Generic(e.to_string()),
+            };
+            let ctx = SessionContext::new();
+            table
+                .update_datafusion_session(&ctx.state())
+                .map_err(delta)?;
+            let provider = table.table_provider().await.map_err(query)?;
+            ctx.register_table(table_name, provider).map_err(query)?;
+            let filter = since.map_or(String::new(), |us| {
+                format!("WHERE ingested_at >= to_timestamp_micros({us}) ")
+            });
+            let sql = format!(
+                "SELECT ingested_at, event_id FROM {table_name} {filter}ORDER BY ingested_at DESC LIMIT {limit}"
+            );
+            let batches = ctx
+                .sql(&sql)
+                .await
+                .map_err(query)?
+                .collect()
+                .await
+                .map_err(query)?;
+            for batch in batches {
+                let at = batch.column(0).as_primitive::<TimestampMicrosecondType>();
+                // DataFusion may hand strings back as views; one cast covers both.
+                let ids = deltalake::arrow::compute::cast(
+                    batch.column(1),
+                    &deltalake::arrow::datatypes::DataType::Utf8,
+                )
+                .map_err(|e| query(e.into()))?;
+                let ids = ids.as_string::<i32>();
+                for i in 0..batch.num_rows() {
+                    if ids.is_null(i) {
+                        continue;
+                    }
+                    if let Ok(id) = uuid::Uuid::parse_str(ids.value(i)) {
+                        newest.push((at.value(i), id.as_u128()));
+                    }
+                }
+            }
+        }
+        // Newest `limit` over all tables, then oldest first for the window.
+        newest.sort_unstable_by_key(|e| std::cmp::Reverse(e.0));
+        newest.truncate(limit);
+        newest.reverse();
+        Ok(newest.into_iter().map(|(_, id)| id).collect())
+    }
 }

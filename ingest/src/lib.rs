@@ -5,13 +5,19 @@
 //! - [`dedup`]: the window of recent event ids that makes re-sends stored once.
 //! - [`lake`]: Delta tables per family; commits that carry their source positions.
 //! - [`import`]: an NDJSON file into the lake (decode → dedup → route → commit).
-//!
-//! Still to come: the Kafka consumer (rdkafka is already in the build), the dead-letter
-//! topic, the producer and the embedded broker; they will share `batch`, `dedup` and
-//! `lake` with `import`.
+//! - [`consumer`]: Kafka into the lake, exactly once (`wenming ingest`).
+//! - [`dlq`]: the dead-letter topic for messages the contract refuses.
+//! - [`producer`]: NDJSON lines onto a topic (`wenming produce`, `generate --brokers`).
+//! - [`topics`]: client settings and topic creation shared by all of the above.
+//! - [`metrics`]: ingest counters as Prometheus text.
 
 pub mod batch;
+pub mod consumer;
 pub mod dedup;
+pub mod dlq;
 pub mod import;
 pub mod lake;
+pub mod metrics;
 pub mod ndjson;
+pub mod producer;
+pub mod topics;

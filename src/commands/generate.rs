@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use chrono::NaiveDate;
+use wenming_ingest::producer::{LineProducer, LineWriter};
 use wenming_synth::{Options, Scale};
 
 #[derive(clap::Args)]
@@ -33,6 +34,20 @@ pub struct Args {
     /// Share of events re-sent with the same event_id (0..=1).
     #[arg(long, default_value_t = 0.005)]
     duplicate_rate: f64,
+    /// Send the lines to Kafka (these bootstrap servers) instead of a file.
+    #[arg(long, conflicts_with = "out")]
+    brokers: Option<String>,
+    /// Topic for --brokers.
+    #[arg(long, default_value = "wenming.events", requires = "brokers")]
+    topic: String,
+    /// librdkafka properties for --brokers (`key=value`, repeatable).
+    #[arg(
+        short = 'X',
+        long = "property",
+        value_name = "KEY=VALUE",
+        requires = "brokers"
+    )]
+    properties: Vec<String>,
 }
 
 fn parse_scale(s: &str) -> Result<Scale, String> {
@@ -51,6 +66,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     options.duplicate_rate = args.duplicate_rate;
 
     let started = Instant::now();
+    if let Some(brokers) = &args.brokers {
+        return to_kafka(&args, brokers, &options, started);
+    }
     let sink: Box<dyn Write> = match &args.out {
         Some(path) => Box::new(
             File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
@@ -66,6 +84,58 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     })?;
     bar.finish_and_clear();
 
+    report(
+        &options,
+        &summary,
+        started,
+        args.out.as_ref().map(|p| p.display().to_string()),
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `generate --brokers`: the stream straight onto a topic, every line acknowledged.
+fn to_kafka(
+    args: &Args,
+    brokers: &str,
+    options: &Options,
+    started: Instant,
+) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let mut producer = runtime.block_on(LineProducer::connect(
+        brokers,
+        &args.topic,
+        6,
+        &args.properties,
+    ))?;
+    let bar = super::progress::bar(0, "generating {bar:40} day {pos}/{len} {msg} ({eta})");
+    let summary = {
+        let out = LineWriter::new(&mut producer);
+        wenming_synth::generate(options, out, |p| {
+            bar.set_length(p.days_total);
+            bar.set_position(p.days_done);
+            bar.set_message(format!("{} lines", p.lines_written));
+        })?
+    };
+    bar.finish_and_clear();
+    let produced = producer.finish()?;
+    report(
+        options,
+        &summary,
+        started,
+        Some(format!(
+            "{} at {} ({} acknowledged)",
+            args.topic, brokers, produced.acked
+        )),
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn report(
+    options: &Options,
+    summary: &wenming_synth::Summary,
+    started: Instant,
+    target: Option<String>,
+) {
     let s = &summary.stats;
     let invalid: u64 = s.invalid.values().sum();
     eprintln!(
@@ -79,10 +149,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         s.events,
         s.duplicates,
         invalid,
-        args.out
-            .as_ref()
-            .map(|p| format!(" → {}", p.display()))
-            .unwrap_or_default(),
+        target.map(|t| format!(" → {t}")).unwrap_or_default(),
     );
-    Ok(ExitCode::SUCCESS)
 }

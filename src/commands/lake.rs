@@ -133,12 +133,28 @@ fn info(root: PathBuf) -> anyhow::Result<ExitCode> {
             t.table, version, t.rows, t.files, t.bytes
         );
     }
-    let with_positions: Vec<_> = tables.iter().filter(|t| !t.positions.is_empty()).collect();
-    if !with_positions.is_empty() {
-        println!("\ncommitted positions (source → last offset or line):");
-        for t in with_positions {
-            for (app_id, position) in &t.positions {
-                println!("  {:<20} {app_id} → {position}", t.table);
+    // By source: one line when every table holding the source agrees (the usual case
+    // after a clean stop), else one line per table.
+    let mut by_source: std::collections::BTreeMap<&str, Vec<(&str, i64)>> = Default::default();
+    for t in &tables {
+        for (app_id, position) in &t.positions {
+            by_source
+                .entry(app_id)
+                .or_default()
+                .push((t.table, *position));
+        }
+    }
+    if !by_source.is_empty() {
+        println!("\ncommitted positions (source → last offset or line committed):");
+        let existing = tables.iter().filter(|t| t.version.is_some()).count();
+        for (app_id, at) in &by_source {
+            let first = at[0].1;
+            if at.len() == existing && at.iter().all(|(_, p)| *p == first) {
+                println!("  {app_id} → {first} (all tables)");
+            } else {
+                for (table, position) in at {
+                    println!("  {app_id} → {position} ({table})");
+                }
             }
         }
     }

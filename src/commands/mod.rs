@@ -1,8 +1,12 @@
 //! One module per subcommand: parse → call the crates → print.
 
+pub mod broker;
 pub mod generate;
 pub mod import;
+pub mod ingest;
+pub mod kafka;
 pub mod lake;
+pub mod produce;
 pub mod progress;
 pub mod schema;
 pub mod validate;

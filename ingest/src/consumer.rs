@@ -1,0 +1,781 @@
+//! `wenming ingest`: a Kafka consumer-group member that writes the lake exactly once.
+//!
+//! The main loop, in order:
+//! 1. poll a message; decode it with the contract;
+//! 2. rejected → dead-letter topic; a table already past this offset → skip (a replay);
+//!    an id in the dedup window → count as duplicate; else buffer it for its table;
+//! 3. when the buffer is full (rows or bytes) or old (latency), flush: wait for the
+//!    dead-letter topic to acknowledge, then commit each touched table with one `txn`
+//!    per partition recording the last offset the flush covers; then tell Kafka the
+//!    offsets too, for lag monitoring only.
+//!
+//! Where to start is read from the lake on every assignment: for each partition, the
+//! smallest position over all tables (each table knows how far it holds *its* events
+//! of the partition). Tables a stretch of the stream had no events for are moved
+//! forward with data-less commits, so that smallest position stays recent.
+//!
+//! A writer that lost its partitions without noticing (a zombie) finds the lake's
+//! positions moved when it commits and is refused; it then drops its buffer and
+//! re-reads from the lake. Nothing is lost (the lake is the truth, the stream is
+//! replayable) and nothing is doubled (every commit checks the positions it extends).
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::message::Message;
+use rdkafka::statistics::Statistics;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientConfig, ClientContext};
+use tokio::runtime::Handle;
+use wenming_schemas::Family;
+
+use crate::batch::{FamilyBatch, Provenance};
+use crate::dedup::{DEFAULT_WINDOW, RecentIds};
+use crate::dlq::{Dlq, DlqError};
+use crate::lake::{Lake, LakeError, Position};
+use crate::metrics::{Metrics, Snapshot};
+use crate::topics::{self, TopicError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error(transparent)]
+    Topic(#[from] TopicError),
+    #[error("Kafka consumer: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error(transparent)]
+    Dlq(#[from] DlqError),
+    #[error(transparent)]
+    Lake(#[from] LakeError),
+    #[error("cannot build a batch for {table}: {source}")]
+    Batch {
+        table: &'static str,
+        #[source]
+        source: arrow::error::ArrowError,
+    },
+    #[error("a commit task failed: {0}")]
+    Task(String),
+    #[error("cannot read the positions of partition {partition} from the lake: {source}")]
+    Positions {
+        partition: i32,
+        #[source]
+        source: LakeError,
+    },
+    #[error("cannot serve metrics on {addr}: {source}")]
+    Metrics {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Everything `wenming ingest` is told.
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    pub brokers: String,
+    pub topic: String,
+    pub group: String,
+    pub dlq_topic: String,
+    /// librdkafka properties `key=value`, applied over wenming's defaults.
+    pub properties: Vec<String>,
+    /// Partitions of the topics when ingest has to create them.
+    pub partitions: i32,
+    /// Flush when this many events are buffered...
+    pub flush_rows: usize,
+    /// ... or their source JSON reaches this many bytes ...
+    pub flush_bytes: usize,
+    /// ... or the oldest buffered message is this old.
+    pub flush_latency: Duration,
+    /// Move a table without new events forward at most this often.
+    pub idle_advance: Duration,
+    /// Compact small files in the background after this many data commits to a table.
+    pub compact_every: u64,
+    /// Stop once every assigned partition has reached its end.
+    pub exit_at_end: bool,
+    pub dedup_window: usize,
+    pub metrics_addr: Option<SocketAddr>,
+}
+
+impl IngestOptions {
+    pub fn new(brokers: &str, topic: &str, group: &str) -> Self {
+        IngestOptions {
+            brokers: brokers.to_owned(),
+            topic: topic.to_owned(),
+            group: group.to_owned(),
+            dlq_topic: format!("{topic}.dlq"),
+            properties: Vec::new(),
+            partitions: 6,
+            flush_rows: 200_000,
+            flush_bytes: 64 << 20,
+            flush_latency: Duration::from_secs(3),
+            idle_advance: Duration::from_secs(30),
+            compact_every: 200,
+            exit_at_end: false,
+            dedup_window: DEFAULT_WINDOW,
+            metrics_addr: None,
+        }
+    }
+}
+
+/// How one partition stands for this consumer.
+#[derive(Debug, Default)]
+struct Partition {
+    /// Per table, the last offset whose events the table holds.
+    committed: BTreeMap<Family, Option<i64>>,
+    /// The first offset this consumer wants (anything earlier is a stale prefetch).
+    start: i64,
+    /// The last offset read into the buffer.
+    upto: Option<i64>,
+    /// Reached the end of the partition and nothing newer arrived since.
+    at_end: bool,
+}
+
+impl Partition {
+    /// Where to read from: the smallest position over all tables, plus one.
+    fn resume_offset(&self) -> Option<i64> {
+        let mut min = None::<i64>;
+        for position in self.committed.values() {
+            let next = position.map_or(0, |p| p + 1);
+            min = Some(min.map_or(next, |m| m.min(next)));
+        }
+        min
+    }
+
+    /// The last offset whose rejected messages the dead-letter topic already holds: a
+    /// flush acknowledges the dead letters before its first commit, so any table's
+    /// position is past them.
+    fn dead_letters_upto(&self) -> Option<i64> {
+        self.committed.values().flatten().copied().max()
+    }
+}
+
+/// The state a flush works on: owned by the main loop, reached by the rebalance
+/// callback too (which librdkafka calls from inside `poll`, on the same thread).
+struct Pipeline {
+    lake: Lake,
+    runtime: Handle,
+    topic: String,
+    partitions: BTreeMap<i32, Partition>,
+    buffer: BTreeMap<Family, FamilyBatch>,
+    rows: usize,
+    bytes: usize,
+    oldest: Option<Instant>,
+    ids: RecentIds,
+    /// Ids first seen in the buffer's events: forgotten again if the buffer is dropped,
+    /// or their re-read would count as a duplicate and the event would be lost.
+    buffered_ids: Vec<u128>,
+    /// When the dedup window last learned the lake's ids (microseconds since the epoch).
+    seeded_at_us: i64,
+    ids_capacity: usize,
+    dlq: Dlq,
+    metrics: Arc<Metrics>,
+    last_commit: HashMap<Family, Instant>,
+    data_commits: HashMap<Family, u64>,
+    compact_every: u64,
+    compaction: Option<tokio::task::JoinHandle<()>>,
+    idle_advance: Duration,
+    /// The buffer was dropped; the partitions must be re-read from the lake.
+    needs_reset: bool,
+    /// When the assignment last changed (for `--exit-at-end` in a group).
+    assignment_changed: Instant,
+    /// An assignment could not be read from the lake: stop rather than guess.
+    fatal: Option<IngestError>,
+}
+
+impl Pipeline {
+    fn app_id(&self, partition: i32) -> String {
+        format!("kafka:{}:{partition}", self.topic)
+    }
+
+    /// Reads a partition's positions from the lake.
+    fn load(&self, partition: i32) -> Result<Partition, IngestError> {
+        let app_id = self.app_id(partition);
+        let committed = self
+            .runtime
+            .block_on(self.lake.positions(&app_id))
+            .map_err(|source| IngestError::Positions { partition, source })?;
+        let mut p = Partition {
+            committed,
+            ..Partition::default()
+        };
+        p.start = p.resume_offset().unwrap_or(0);
+        Ok(p)
+    }
+
+    /// Teaches the dedup window the ids other writers (other group members, imports)
+    /// stored since it last looked, so that a partition taken over from another member
+    /// does not store a re-send of an event that member stored.
+    fn refresh_ids(&mut self) -> Result<(), IngestError> {
+        // Rows carry the time they were buffered, which precedes their commit by at most
+        // a flush; an hour of margin covers any flush policy.
+        let since = self.seeded_at_us - 3_600_000_000;
+        let now = chrono::Utc::now().timestamp_micros();
+        let ids = self
+            .runtime
+            .block_on(self.lake.recent_ids(self.ids_capacity, Some(since)))?;
+        for id in ids {
+            self.ids.insert(id);
+        }
+        self.seeded_at_us = now;
+        Ok(())
+    }
+
+    fn handle(&mut self, partition: i32, offset: i64, key: Option<&[u8]>, payload: &[u8]) {
+        let Some(part) = self.partitions.get_mut(&partition) else {
+            return; // revoked while queued; its new owner reads it
+        };
+        if offset < part.start || part.upto.is_some_and(|u| offset <= u) {
+            return; // prefetched before a seek
+        }
+        if part.upto.is_none() && offset > part.start {
+            // Kafka may skip offsets (transaction markers, compaction), but a jump right
+            // after a seek is how a broker that mishandles mid-batch fetches shows.
+            tracing::warn!(
+                partition,
+                offset,
+                wanted = part.start,
+                "first message after the seek is past the position asked for"
+            );
+        }
+        part.upto = Some(offset);
+        part.at_end = false;
+        self.metrics.read.fetch_add(1, Relaxed);
+        let event = match wenming_schemas::decode(payload) {
+            Ok(event) => event,
+            Err(rejection) => {
+                self.metrics.rejected.fetch_add(1, Relaxed);
+                if part.dead_letters_upto().is_some_and(|d| offset <= d) {
+                    return; // sent before a restart
+                }
+                let source = format!("{}/{partition}/{offset}", self.topic);
+                if let Err(e) = self.dlq.send(key, payload, &rejection, &source) {
+                    self.fatal.get_or_insert(e.into());
+                    return;
+                }
+                self.metrics.dlq_sent.fetch_add(1, Relaxed);
+                return;
+            }
+        };
+        let family = event.event_type().family();
+        // The window learns replayed ids too, to recognise their later re-sends.
+        let fresh = self.ids.insert(event.event_id.as_u128());
+        if part.committed[&family].is_some_and(|done| offset <= done) {
+            self.metrics.already_stored.fetch_add(1, Relaxed);
+            return;
+        }
+        if !fresh {
+            self.metrics.duplicates.fetch_add(1, Relaxed);
+            return;
+        }
+        let provenance = Provenance {
+            partition: Some(partition),
+            offset: Some(offset),
+            ingested_at_us: chrono::Utc::now().timestamp_micros(),
+        };
+        self.buffered_ids.push(event.event_id.as_u128());
+        self.buffer
+            .entry(family)
+            .or_insert_with(|| FamilyBatch::new(family))
+            .push(&event, provenance, payload.len());
+        self.rows += 1;
+        self.bytes += payload.len();
+        self.oldest.get_or_insert_with(Instant::now);
+        self.metrics.pending.fetch_add(1, Relaxed);
+    }
+
+    fn due(&self, options: &IngestOptions) -> bool {
+        self.rows >= options.flush_rows
+            || self.bytes >= options.flush_bytes
+            || self
+                .oldest
+                .is_some_and(|t| t.elapsed() >= options.flush_latency)
+    }
+
+    /// Commits the buffer. `complete`: also move every other table to the end of what
+    /// was read (at exit and when partitions are handed over), so the next reader
+    /// starts exactly here.
+    fn flush(&mut self, complete: bool) -> Result<(), IngestError> {
+        self.metrics.flushes.fetch_add(1, Relaxed);
+        self.dlq.flush()?;
+        let now = Instant::now();
+        let mut tasks = Vec::new();
+        let families: Vec<Family> = Family::ALL.to_vec();
+        for family in families {
+            let positions: Vec<Position> = self
+                .partitions
+                .iter()
+                .filter_map(|(p, part)| {
+                    let upto = part.upto?;
+                    let done = part.committed[&family];
+                    (done.is_none_or(|d| upto > d)).then(|| Position {
+                        app_id: self.app_id(*p),
+                        version: upto,
+                        expected: done,
+                    })
+                })
+                .collect();
+            let has_rows = self.buffer.get(&family).is_some_and(|b| !b.is_empty());
+            if positions.is_empty() && !has_rows {
+                continue;
+            }
+            let lake = self.lake.clone();
+            if has_rows {
+                let batch = self.buffer.get_mut(&family).expect("has rows");
+                let rows = batch.len() as u64;
+                let record_batch = batch.finish().map_err(|source| IngestError::Batch {
+                    table: family.table_name(),
+                    source,
+                })?;
+                let task = self.runtime.spawn(async move {
+                    lake.commit(family, vec![record_batch], &positions).await
+                });
+                tasks.push((family, rows, task));
+            } else {
+                let idle = self
+                    .last_commit
+                    .get(&family)
+                    .is_none_or(|t| now.duration_since(*t) >= self.idle_advance);
+                if complete || idle {
+                    let task = self
+                        .runtime
+                        .spawn(async move { lake.advance(family, &positions).await });
+                    tasks.push((family, 0, task));
+                }
+            }
+        }
+        // Every commit is awaited before an error is returned, so what is recorded
+        // here matches the lake.
+        let mut first_error = None;
+        for (family, rows, task) in tasks {
+            match self.runtime.block_on(task) {
+                Ok(Ok(_version)) => {
+                    for part in self.partitions.values_mut() {
+                        if let Some(upto) = part.upto {
+                            let done = part.committed.get_mut(&family).expect("every family");
+                            if done.is_none_or(|d| upto > d) {
+                                *done = Some(upto);
+                            }
+                        }
+                    }
+                    self.last_commit.insert(family, now);
+                    self.metrics.commits.fetch_add(1, Relaxed);
+                    if rows > 0 {
+                        self.metrics.stored.fetch_add(rows, Relaxed);
+                        self.metrics.pending.fetch_sub(rows, Relaxed);
+                        *self.data_commits.entry(family).or_default() += 1;
+                    }
+                }
+                Ok(Err(e)) => {
+                    if matches!(e, LakeError::PositionMoved { .. }) {
+                        self.metrics.stale_commits.fetch_add(1, Relaxed);
+                    }
+                    tracing::warn!("commit refused: {e}");
+                    first_error.get_or_insert(IngestError::Lake(e));
+                }
+                Err(join) => {
+                    first_error.get_or_insert(IngestError::Task(join.to_string()));
+                }
+            }
+        }
+        self.rows = 0;
+        self.bytes = 0;
+        self.oldest = None;
+        if let Some(e) = first_error {
+            // Whatever did not commit is read again from the lake's positions.
+            self.drop_buffer();
+            return Err(e);
+        }
+        self.buffered_ids.clear();
+        self.maybe_compact();
+        Ok(())
+    }
+
+    /// Forgets the buffer; the partitions are re-read from the lake's positions.
+    fn drop_buffer(&mut self) {
+        let pending = self.metrics.pending.swap(0, Relaxed);
+        self.metrics.dropped_for_replay.fetch_add(pending, Relaxed);
+        for id in self.buffered_ids.drain(..) {
+            self.ids.forget(id);
+        }
+        self.buffer.clear();
+        self.rows = 0;
+        self.bytes = 0;
+        self.oldest = None;
+        self.needs_reset = true;
+    }
+
+    /// Compacts small files in the background, one table at a time and never two
+    /// compactions at once; appends go on meanwhile (Delta lets an append and a
+    /// compaction of other files both commit).
+    fn maybe_compact(&mut self) {
+        if self.compact_every == 0 || self.compaction.as_ref().is_some_and(|t| !t.is_finished()) {
+            return;
+        }
+        let due: Vec<Family> = self
+            .data_commits
+            .iter()
+            .filter(|(_, n)| **n >= self.compact_every)
+            .map(|(f, _)| *f)
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        for f in &due {
+            self.data_commits.insert(*f, 0);
+        }
+        let lake = self.lake.clone();
+        let metrics = self.metrics.clone();
+        self.compaction = Some(self.runtime.spawn(async move {
+            for family in due {
+                match lake.optimize_table(family, 128 << 20).await {
+                    Ok(_) => {
+                        metrics.compactions.fetch_add(1, Relaxed);
+                    }
+                    Err(e) => tracing::warn!("background compaction: {e}"),
+                }
+            }
+        }));
+    }
+}
+
+/// The consumer's context: serves rebalances (reading positions from the lake and
+/// seeking there) and librdkafka's statistics (consumer lag).
+struct IngestContext {
+    pipeline: Arc<Mutex<Pipeline>>,
+    metrics: Arc<Metrics>,
+}
+
+impl ClientContext for IngestContext {
+    /// librdkafka reports partition EOF as an error too; it is how ingest knows a
+    /// partition is drained, not a fault.
+    fn error(&self, error: KafkaError, reason: &str) {
+        if matches!(
+            error,
+            KafkaError::PartitionEOF(_)
+                | KafkaError::Global(rdkafka::types::RDKafkaErrorCode::PartitionEOF)
+        ) {
+            tracing::debug!("{reason}");
+        } else {
+            tracing::error!("librdkafka: {error}: {reason}");
+        }
+    }
+
+    fn stats(&self, statistics: Statistics) {
+        let mut lag = self.metrics.lag.lock().expect("lag lock");
+        for topic in statistics.topics.values() {
+            for (id, p) in &topic.partitions {
+                if *id >= 0 && p.consumer_lag >= 0 {
+                    lag.insert(*id, p.consumer_lag);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for IngestContext {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let mut pipeline = self.pipeline.lock().expect("pipeline lock");
+        pipeline.assignment_changed = Instant::now();
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            rdkafka::consumer::RebalanceProtocol::Cooperative
+        );
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                // Start every new partition where the lake says, not where Kafka's
+                // group offsets say; and learn what other writers stored meanwhile.
+                if let Err(e) = pipeline.refresh_ids() {
+                    tracing::error!("{e}");
+                    pipeline.fatal.get_or_insert(e);
+                }
+                let mut ids = Vec::new();
+                for elem in tpl.elements() {
+                    ids.push((elem.topic().to_owned(), elem.partition()));
+                }
+                for (topic, partition) in ids {
+                    match pipeline.load(partition) {
+                        Ok(state) => {
+                            let offset = Offset::Offset(state.start);
+                            if let Err(e) = tpl.set_partition_offset(&topic, partition, offset) {
+                                pipeline.fatal.get_or_insert(e.into());
+                            }
+                            tracing::info!(partition, start = state.start, "assigned");
+                            pipeline.partitions.insert(partition, state);
+                        }
+                        Err(e) => {
+                            tracing::error!("{e}");
+                            pipeline.fatal.get_or_insert(e);
+                        }
+                    }
+                }
+                let assigned = if cooperative {
+                    consumer.incremental_assign(tpl)
+                } else {
+                    consumer.assign(tpl)
+                };
+                if let Err(e) = assigned {
+                    pipeline.fatal.get_or_insert(e.into());
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                // Hand over cleanly: commit what was read, so the next owner starts
+                // exactly here. If that fails, the next owner re-reads from the lake.
+                if pipeline.partitions.values().any(|p| p.upto.is_some())
+                    && let Err(e) = pipeline.flush(true)
+                {
+                    tracing::warn!("flush before handing partitions over: {e}");
+                }
+                for elem in tpl.elements() {
+                    tracing::info!(partition = elem.partition(), "revoked");
+                    pipeline.partitions.remove(&elem.partition());
+                }
+                let revoked = if cooperative {
+                    consumer.incremental_unassign(tpl)
+                } else {
+                    consumer.unassign()
+                };
+                if let Err(e) = revoked {
+                    tracing::warn!("unassign: {e}");
+                }
+            }
+            other => {
+                tracing::error!("rebalance error: {other:?}");
+                if !cooperative {
+                    let _ = consumer.unassign();
+                }
+            }
+        }
+    }
+}
+
+/// How an ingest run ended.
+#[derive(Debug, Clone)]
+pub struct IngestSummary {
+    pub counts: Snapshot,
+    pub elapsed: Duration,
+}
+
+/// Runs ingest on the calling thread until `stop` is set (SIGTERM, Ctrl-C) or, with
+/// `exit_at_end`, every assigned partition is at its end. Lake commits run on
+/// `runtime`; the calling thread must not be one of its workers.
+pub fn run(
+    options: &IngestOptions,
+    lake: &Lake,
+    runtime: Handle,
+    stop: Arc<AtomicBool>,
+    metrics: Arc<Metrics>,
+) -> Result<IngestSummary, IngestError> {
+    let started = Instant::now();
+    let mut wanted = vec![options.topic.clone(), options.dlq_topic.clone()];
+    wanted.dedup();
+    runtime.block_on(topics::ensure_with(
+        &options.brokers,
+        &wanted,
+        options.partitions,
+        &options.properties,
+    ))?;
+    runtime.block_on(lake.ensure_tables())?;
+    if let Some(addr) = options.metrics_addr {
+        let bound = runtime
+            .block_on(crate::metrics::serve(addr, metrics.clone()))
+            .map_err(|source| IngestError::Metrics { addr, source })?;
+        tracing::info!("metrics on http://{bound}/metrics");
+    }
+
+    // Dedup must remember what is already stored, whoever stored it.
+    let seeded_at_us = chrono::Utc::now().timestamp_micros();
+    let mut ids = RecentIds::new(options.dedup_window);
+    for id in runtime.block_on(lake.recent_ids(options.dedup_window, None))? {
+        ids.insert(id);
+    }
+
+    let mut producer_config = ClientConfig::new();
+    producer_config
+        .set("bootstrap.servers", &options.brokers)
+        .set("linger.ms", "20");
+    topics::apply_properties(&mut producer_config, &options.properties)?;
+    let dlq = Dlq::new(producer_config, &options.dlq_topic)?;
+
+    let pipeline = Arc::new(Mutex::new(Pipeline {
+        lake: lake.clone(),
+        runtime: runtime.clone(),
+        topic: options.topic.clone(),
+        partitions: BTreeMap::new(),
+        buffer: BTreeMap::new(),
+        rows: 0,
+        bytes: 0,
+        oldest: None,
+        ids,
+        buffered_ids: Vec::new(),
+        seeded_at_us,
+        ids_capacity: options.dedup_window,
+        dlq,
+        metrics: metrics.clone(),
+        last_commit: HashMap::new(),
+        data_commits: HashMap::new(),
+        compact_every: options.compact_every,
+        compaction: None,
+        idle_advance: options.idle_advance,
+        needs_reset: false,
+        assignment_changed: Instant::now(),
+        fatal: None,
+    }));
+
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", &options.brokers)
+        .set("group.id", &options.group)
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "true")
+        .set("statistics.interval.ms", "5000")
+        // Bounded memory whatever the backlog: librdkafka prefetches at most this
+        // much; the buffer is bounded by the flush policy.
+        .set("queued.max.messages.kbytes", "32768")
+        .set("fetch.max.bytes", "16777216")
+        .set("max.poll.interval.ms", "600000");
+    topics::apply_properties(&mut config, &options.properties)?;
+    let context = IngestContext {
+        pipeline: pipeline.clone(),
+        metrics: metrics.clone(),
+    };
+    let consumer: BaseConsumer<IngestContext> = config.create_with_context(context)?;
+    consumer.subscribe(&[options.topic.as_str()])?;
+
+    let topic_partitions = consumer
+        .fetch_metadata(Some(&options.topic), Duration::from_secs(10))?
+        .topics()
+        .first()
+        .map_or(0, |t| t.partitions().len());
+    let session_timeout = options
+        .properties
+        .iter()
+        .find_map(|p| p.strip_prefix("session.timeout.ms="))
+        .and_then(|v| v.trim().parse().ok())
+        .map_or(Duration::from_secs(45), Duration::from_millis);
+
+    let poll_every = Duration::from_millis(100);
+    loop {
+        let message = consumer.poll(poll_every);
+        let mut p = pipeline.lock().expect("pipeline lock");
+        if let Some(e) = p.fatal.take() {
+            return Err(e);
+        }
+        match message {
+            None => {}
+            Some(Ok(m)) => {
+                p.handle(
+                    m.partition(),
+                    m.offset(),
+                    m.key(),
+                    m.payload().unwrap_or(&[]),
+                );
+            }
+            Some(Err(KafkaError::PartitionEOF(partition))) => {
+                if let Some(part) = p.partitions.get_mut(&partition) {
+                    tracing::info!(
+                        partition,
+                        upto = part.upto,
+                        start = part.start,
+                        "end of partition"
+                    );
+                    part.at_end = true;
+                }
+            }
+            Some(Err(e)) => tracing::warn!("consumer: {e}"),
+        }
+        if let Some(e) = p.fatal.take() {
+            return Err(e);
+        }
+        let stopping = stop.load(Relaxed);
+        let at_end = options.exit_at_end && drained(&p, topic_partitions, session_timeout);
+        if stopping || at_end {
+            // Finish the batch in hand and commit everything read.
+            p.flush(true)?;
+            commit_group_offsets(&consumer, &p);
+            if p.needs_reset && !stopping {
+                reset(&consumer, &mut p)?;
+                continue;
+            }
+            break;
+        }
+        if p.due(options) {
+            match p.flush(false) {
+                Ok(()) => commit_group_offsets(&consumer, &p),
+                Err(IngestError::Lake(e)) => tracing::warn!("re-reading from the lake: {e}"),
+                Err(e) => return Err(e),
+            }
+        }
+        if p.needs_reset {
+            reset(&consumer, &mut p)?;
+        }
+    }
+    drop(consumer);
+    let p = pipeline.lock().expect("pipeline lock");
+    if let Some(compaction) = &p.compaction {
+        while !compaction.is_finished() {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    Ok(IngestSummary {
+        counts: metrics.snapshot(),
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Whether `--exit-at-end` may stop: every partition this member holds is at its end,
+/// and either it holds every partition of the topic, or the group has been stable for a
+/// session timeout. The second clause matters when a member died moments ago: until
+/// its session expires the broker may still count its partitions as taken, and this
+/// member must wait to inherit them rather than stop with them unread.
+fn drained(p: &Pipeline, topic_partitions: usize, session_timeout: Duration) -> bool {
+    !p.partitions.is_empty()
+        && p.partitions.values().all(|part| part.at_end)
+        && (p.partitions.len() >= topic_partitions
+            || p.assignment_changed.elapsed() >= 2 * session_timeout + Duration::from_secs(5))
+}
+
+/// Re-reads every assigned partition's positions from the lake and seeks there.
+fn reset(consumer: &BaseConsumer<IngestContext>, p: &mut Pipeline) -> Result<(), IngestError> {
+    let mut tpl = TopicPartitionList::new();
+    let ids: Vec<i32> = p.partitions.keys().copied().collect();
+    for partition in ids {
+        let state = p.load(partition)?;
+        tpl.add_partition_offset(&p.topic, partition, Offset::Offset(state.start))?;
+        p.partitions.insert(partition, state);
+    }
+    if tpl.count() > 0 {
+        consumer.seek_partitions(tpl, Duration::from_secs(10))?;
+    }
+    p.needs_reset = false;
+    Ok(())
+}
+
+/// Tells Kafka how far the lake has got, for lag monitoring only: ingest never reads
+/// these offsets back.
+fn commit_group_offsets(consumer: &BaseConsumer<IngestContext>, p: &Pipeline) {
+    let mut tpl = TopicPartitionList::new();
+    for (partition, part) in &p.partitions {
+        if let Some(next) = part.resume_offset() {
+            let _ = tpl.add_partition_offset(&p.topic, *partition, Offset::Offset(next));
+        }
+    }
+    if tpl.count() > 0 {
+        let result: KafkaResult<()> = consumer.commit(&tpl, CommitMode::Async);
+        if let Err(e) = result {
+            tracing::debug!("group offset commit: {e}");
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! `wenming broker`: the embedded single-node Kafka-protocol broker (tansu) for
+//! development, demos and tests. Not for production: one node, no replication.
+//!
+//! It is a separate process so that tests can kill ingest without killing the broker,
+//! and so that a real Kafka can take its place by changing `--brokers` only.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use url::Url;
+use wenming_ingest::topics;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Address to listen on (host:port). Port 0 picks a free port; the address chosen
+    /// is printed.
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    listen: SocketAddr,
+    /// Partitions of the topics created at start.
+    #[arg(long, default_value_t = 6)]
+    partitions: i32,
+    /// Directory of the durable store (SQLite). Events accepted survive a restart.
+    #[arg(
+        long,
+        env = "WENMING_BROKER__DATA",
+        default_value = "./wenming-data/broker"
+    )]
+    data: PathBuf,
+    /// Keep nothing: a store in a scratch directory, deleted at exit (demos, tests).
+    #[arg(long, conflicts_with = "data")]
+    memory: bool,
+    /// Topics to create at start (besides nothing else: the broker creates no topic
+    /// on demand).
+    #[arg(long, default_values_t = [String::from("wenming.events"), String::from("wenming.events.dlq")])]
+    topic: Vec<String>,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if args.partitions < 1 {
+        bail!("--partitions must be at least 1, not {}", args.partitions);
+    }
+    // Bind first to resolve port 0, then hand the port to the broker. The tiny window
+    // in between is acceptable for a development broker.
+    let addr = {
+        let probe = std::net::TcpListener::bind(args.listen)
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        probe.local_addr()?
+    };
+    // Both modes use tansu's SQLite engine: its in-memory engine (dynostore) answers a
+    // fetch from the middle of a record batch with the *next* batch, silently skipping
+    // messages whenever a consumer resumes mid-batch (tansu 0.6), which is exactly what
+    // exactly-once ingest does after every restart. `--memory` is SQLite in a
+    // throwaway directory.
+    let (dir, store, _scratch) = if args.memory {
+        let scratch = tempfile::Builder::new()
+            .prefix("wenming-broker-")
+            .tempdir()
+            .context("cannot create a scratch directory for --memory")?;
+        let store = format!("throwaway, deleted at exit ({})", scratch.path().display());
+        (scratch.path().to_path_buf(), store, Some(scratch))
+    } else {
+        std::fs::create_dir_all(&args.data)
+            .with_context(|| format!("cannot create {}", args.data.display()))?;
+        let store = format!("durable, {}", std::path::absolute(&args.data)?.display());
+        (args.data.clone(), store, None)
+    };
+    // tansu opens a `sqlite://` path relative to the working directory (and URLs cannot
+    // carry `..`), so the broker process works inside its data directory. Still
+    // single-threaded here: no other thread sees the change.
+    std::env::set_current_dir(&dir).with_context(|| format!("cannot enter {}", dir.display()))?;
+    let storage = Url::parse("sqlite:///broker.db")?;
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(serve(addr, storage, store, args))
+}
+
+async fn serve(
+    addr: SocketAddr,
+    storage: Url,
+    store: String,
+    args: Args,
+) -> anyhow::Result<ExitCode> {
+    let listener = Url::parse(&format!("tcp://{addr}"))?;
+    use tansu_broker::coordinator::group::administrator::Controller;
+    use tansu_storage::StorageContainer;
+    let broker =
+        tansu_broker::broker::Broker::<Controller<StorageContainer>, StorageContainer>::builder()
+            .node_id(1)
+            .cluster_id("wenming-dev")
+            .incarnation_id(uuid::Uuid::now_v7())
+            .advertised_listener(listener.clone())
+            .storage(storage.clone())
+            .listener(listener)
+            .silent(true)
+            .build()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot start the broker: {e:?}"))?;
+    let started = tokio::time::Instant::now();
+    let mut task = tokio::spawn(async move { broker.main(started).await });
+
+    // Topics through the admin API, like any client would: the broker must be up.
+    let bootstrap = addr.to_string();
+    let mut created = false;
+    for attempt in 0..50 {
+        if task.is_finished() {
+            break;
+        }
+        match topics::ensure(&bootstrap, &args.topic, args.partitions).await {
+            Ok(()) => {
+                created = true;
+                break;
+            }
+            Err(e) if attempt == 49 => return Err(e).context("cannot create the topics"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    if !created {
+        let outcome = (&mut task).await;
+        bail!("the broker stopped at start: {outcome:?}");
+    }
+    println!("wenming broker: single-node development broker (not for production), {store}");
+    println!(
+        "topics: {} ({} partitions)",
+        args.topic.join(", "),
+        args.partitions
+    );
+    println!("bootstrap: {addr}");
+    match task.await {
+        Ok(Ok(_)) => Ok(ExitCode::SUCCESS),
+        Ok(Err(e)) => bail!("broker failed: {e:?}"),
+        Err(e) => bail!("broker task failed: {e}"),
+    }
+}
