@@ -58,6 +58,9 @@ enum Command {
     /// Durable (SQLite under --data) by default; --memory for throwaway runs. Not for
     /// production: use a real Kafka cluster there (see README).
     Broker(commands::broker::Args),
+    /// Measure throughput (`wenming bench ingest`); figures in docs/benchmarks.md.
+    #[command(subcommand)]
+    Bench(commands::bench::BenchCommand),
     /// Look into the lake (`wenming lake info`).
     #[command(subcommand)]
     Lake(commands::lake::LakeCommand),
@@ -89,6 +92,7 @@ fn main() -> ExitCode {
         Command::Ingest(args) => commands::ingest::run(args),
         Command::Produce(args) => commands::produce::run(args),
         Command::Broker(args) => commands::broker::run(args),
+        Command::Bench(command) => commands::bench::run(command),
         Command::Lake(command) => commands::lake::run(command),
         Command::Schema(args) => commands::schema::run(args),
     };

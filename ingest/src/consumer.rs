@@ -36,7 +36,7 @@ use tokio::runtime::Handle;
 use wenming_schemas::Family;
 
 use crate::batch::{FamilyBatch, Provenance};
-use crate::dedup::{DEFAULT_WINDOW, RecentIds};
+use crate::dedup::{DEFAULT_WINDOW, RecentIds, Seen};
 use crate::dlq::{Dlq, DlqError};
 use crate::lake::{Lake, LakeError, Position};
 use crate::metrics::{Metrics, Snapshot};
@@ -219,7 +219,7 @@ impl Pipeline {
             .runtime
             .block_on(self.lake.recent_ids(self.ids_capacity, Some(since)))?;
         for id in ids {
-            self.ids.insert(id);
+            self.ids.seed(id);
         }
         self.seeded_at_us = now;
         Ok(())
@@ -263,12 +263,17 @@ impl Pipeline {
         };
         let family = event.event_type().family();
         // The window learns replayed ids too, to recognise their later re-sends.
-        let fresh = self.ids.insert(event.event_id.as_u128());
+        let seen = self.ids.insert(event.event_id.as_u128());
         if part.committed[&family].is_some_and(|done| offset <= done) {
-            self.metrics.already_stored.fetch_add(1, Relaxed);
+            // Stored by an earlier run; a re-send was a duplicate then too.
+            if seen == Seen::ThisRun {
+                self.metrics.duplicates.fetch_add(1, Relaxed);
+            } else {
+                self.metrics.already_stored.fetch_add(1, Relaxed);
+            }
             return;
         }
-        if !fresh {
+        if seen != Seen::New {
             self.metrics.duplicates.fetch_add(1, Relaxed);
             return;
         }
@@ -596,7 +601,7 @@ pub fn run(
     let seeded_at_us = chrono::Utc::now().timestamp_micros();
     let mut ids = RecentIds::new(options.dedup_window);
     for id in runtime.block_on(lake.recent_ids(options.dedup_window, None))? {
-        ids.insert(id);
+        ids.seed(id);
     }
 
     let mut producer_config = ClientConfig::new();
@@ -777,5 +782,40 @@ fn commit_group_offsets(consumer: &BaseConsumer<IngestContext>, p: &Pipeline) {
         if let Err(e) = result {
             tracing::debug!("group offset commit: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn partition(positions: &[(Family, Option<i64>)]) -> Partition {
+        let mut committed: BTreeMap<Family, Option<i64>> =
+            Family::ALL.iter().map(|f| (*f, Some(100))).collect();
+        for (f, p) in positions {
+            committed.insert(*f, *p);
+        }
+        Partition {
+            committed,
+            ..Partition::default()
+        }
+    }
+
+    #[test]
+    fn a_partition_resumes_after_the_table_that_lags_most() {
+        assert_eq!(partition(&[]).resume_offset(), Some(101));
+        let p = partition(&[(Family::Wish, Some(7)), (Family::Service, Some(250))]);
+        assert_eq!(p.resume_offset(), Some(8));
+        // A table that never recorded the partition: read it from the start.
+        let p = partition(&[(Family::Order, None)]);
+        assert_eq!(p.resume_offset(), Some(0));
+    }
+
+    #[test]
+    fn dead_letters_are_known_sent_up_to_the_table_furthest_ahead() {
+        let p = partition(&[(Family::Wish, Some(7)), (Family::Service, Some(250))]);
+        assert_eq!(p.dead_letters_upto(), Some(250));
+        let none: Vec<(Family, Option<i64>)> = Family::ALL.iter().map(|f| (*f, None)).collect();
+        assert_eq!(partition(&none).dead_letters_upto(), None);
     }
 }

@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use wenming_schemas::Family;
 
 use crate::batch::{FamilyBatch, Provenance};
-use crate::dedup::{DEFAULT_WINDOW, RecentIds};
+use crate::dedup::{DEFAULT_WINDOW, RecentIds, Seen};
 use crate::lake::{Lake, LakeError, Position};
 use crate::ndjson::{CHUNK_BYTES, NdjsonReader, decode_chunk};
 
@@ -131,7 +131,7 @@ pub async fn import_file(
     // stored by any source is stored once.
     let mut ids = RecentIds::new(options.dedup_window);
     for id in lake.recent_ids(options.dedup_window, None).await? {
-        ids.insert(id);
+        ids.seed(id);
     }
     let mut batches: HashMap<Family, (FamilyBatch, i64)> = HashMap::new();
     let mut buffered = 0usize;
@@ -161,13 +161,19 @@ pub async fn import_file(
             };
             // The window learns lines already committed too, to recognise their
             // re-sends further down the file.
-            let fresh = ids.insert(event.event_id.as_u128());
+            let seen = ids.insert(event.event_id.as_u128());
             let family = event.event_type().family();
             if committed[&family].is_some_and(|done| line <= done) {
-                stats.already_stored += 1;
+                // Committed by an earlier import of this file: its re-sends were
+                // duplicates then too.
+                if seen == Seen::ThisRun {
+                    stats.duplicates += 1;
+                } else {
+                    stats.already_stored += 1;
+                }
                 continue;
             }
-            if !fresh {
+            if seen != Seen::New {
                 stats.duplicates += 1;
                 continue;
             }

@@ -181,3 +181,99 @@ async fn delta_refuses_a_racing_commit_on_the_same_app_id() {
     );
     assert_eq!(rows(&lake, Family::Wish).await, 4);
 }
+
+/// A table a stretch of the stream had no events for is moved forward by a commit of
+/// positions only: no file, no row, and the same refusal of a stale writer.
+#[tokio::test]
+async fn positions_advance_without_data_and_stale_advances_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::new(dir.path());
+    lake.ensure_tables().await.unwrap();
+    for family in Family::ALL {
+        assert!(
+            lake.open(*family).await.unwrap().is_some(),
+            "{family:?} created"
+        );
+        assert_eq!(rows(&lake, *family).await, 0);
+    }
+    let files_before = lake.info().await.unwrap();
+    lake.advance(Family::Wish, &at("kafka:t:0", 41, None))
+        .await
+        .unwrap();
+    assert_eq!(
+        lake.position(Family::Wish, "kafka:t:0").await.unwrap(),
+        Some(41)
+    );
+    let all = lake.positions("kafka:t:0").await.unwrap();
+    assert_eq!(all[&Family::Wish], Some(41));
+    assert_eq!(all[&Family::Service], None);
+    let files_after = lake.info().await.unwrap();
+    let files =
+        |info: &[wenming_ingest::lake::TableInfo]| info.iter().map(|t| t.files).sum::<usize>();
+    assert_eq!(
+        files(&files_after),
+        files(&files_before),
+        "an advance adds no file"
+    );
+
+    let stale = lake.advance(Family::Wish, &at("kafka:t:0", 50, None)).await;
+    assert!(
+        matches!(
+            stale,
+            Err(LakeError::PositionMoved {
+                found: Some(41),
+                ..
+            })
+        ),
+        "{stale:?}"
+    );
+    // Ensuring again changes nothing.
+    lake.ensure_tables().await.unwrap();
+    assert_eq!(
+        lake.position(Family::Wish, "kafka:t:0").await.unwrap(),
+        Some(41)
+    );
+}
+
+/// The ids that seed a writer's dedup window: newest last, and `since` keeps only
+/// what was ingested from then on.
+#[tokio::test]
+async fn recent_ids_come_from_every_table_newest_last() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::new(dir.path());
+    let mut expected = Vec::new();
+    for (i, line) in EXAMPLES.lines().enumerate() {
+        let e = decode(line.as_bytes()).unwrap();
+        let family = e.event_type().family();
+        let mut batch = FamilyBatch::new(family);
+        batch.push(
+            &e,
+            Provenance {
+                partition: None,
+                offset: None,
+                ingested_at_us: 1_000_000 * (i as i64 + 1),
+            },
+            line.len(),
+        );
+        lake.commit(family, vec![batch.finish().unwrap()], &[])
+            .await
+            .unwrap();
+        expected.push(e.event_id.as_u128());
+    }
+    let ids = lake.recent_ids(1_000, None).await.unwrap();
+    let mut sorted_expected = expected.clone();
+    sorted_expected.sort();
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert_eq!(sorted, sorted_expected, "every id, once");
+    assert_eq!(ids.last(), expected.last(), "the newest comes last");
+
+    let limited = lake.recent_ids(3, None).await.unwrap();
+    assert_eq!(limited, expected[expected.len() - 3..].to_vec());
+
+    let since = lake
+        .recent_ids(1_000, Some(1_000_000 * (expected.len() as i64 - 1)))
+        .await
+        .unwrap();
+    assert_eq!(since, expected[expected.len() - 2..].to_vec());
+}

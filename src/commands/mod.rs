@@ -1,5 +1,6 @@
 //! One module per subcommand: parse → call the crates → print.
 
+pub mod bench;
 pub mod broker;
 pub mod generate;
 pub mod import;

@@ -1,0 +1,300 @@
+//! `wenming bench ingest`: events per second from a broker into committed Delta tables,
+//! beside a bare consumer reading the same topic, and `import` with no broker at all.
+//!
+//! Every stage is a real run: a `wenming broker` process (unless --brokers), the
+//! producer, a bare librdkafka consumer, `wenming ingest --exit-at-end` and `wenming
+//! import` as child processes (so their peak RSS is their own).
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use wenming_ingest::producer::{LineProducer, LineWriter};
+use wenming_synth::{Options, Scale};
+
+#[derive(clap::Subcommand)]
+pub enum BenchCommand {
+    /// Broker → lake throughput against a bare consumer, and import throughput.
+    Ingest(IngestArgs),
+}
+
+#[derive(clap::Args)]
+pub struct IngestArgs {
+    /// Events in the benchmark stream (synthetic district events).
+    #[arg(long, default_value_t = 500_000)]
+    events: u64,
+    /// Use this Kafka instead of starting a `wenming broker --memory` process.
+    #[arg(long)]
+    brokers: Option<String>,
+    /// Partitions of the benchmark topic.
+    #[arg(long, default_value_t = 6)]
+    partitions: i32,
+    /// librdkafka properties for every client (`key=value`, repeatable).
+    #[arg(short = 'X', long = "property", value_name = "KEY=VALUE")]
+    properties: Vec<String>,
+}
+
+pub fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        BenchCommand::Ingest(args) => ingest(args),
+    }
+}
+
+/// Keeps the first `limit` lines written to it and drops the rest.
+struct FirstLines<W> {
+    inner: W,
+    left: u64,
+}
+
+impl<W: Write> Write for FirstLines<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut end = 0;
+        while self.left > 0 && end < buf.len() {
+            match buf[end..].iter().position(|b| *b == b'\n') {
+                Some(i) => {
+                    end += i + 1;
+                    self.left -= 1;
+                }
+                None => end = buf.len(),
+            }
+        }
+        self.inner.write_all(&buf[..end])?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+fn ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
+    let exe = std::env::current_exe().context("cannot find the wenming binary")?;
+    let dir = tempfile::Builder::new()
+        .prefix("wenming-bench-")
+        .tempdir()?;
+    let file = dir.path().join("events.ndjson");
+    eprintln!("generating {} district events ...", args.events);
+    {
+        let out = std::io::BufWriter::new(std::fs::File::create(&file)?);
+        let mut options = Options::new(Scale::District, 1);
+        options.duplicate_rate = 0.005;
+        wenming_synth::generate(
+            &options,
+            FirstLines {
+                inner: out,
+                left: args.events,
+            },
+            |_| {},
+        )?;
+    }
+    let bytes = std::fs::metadata(&file)?.len();
+    let lines = BufReader::new(std::fs::File::open(&file)?).lines().count() as u64;
+
+    let mut broker: Option<Child> = None;
+    let brokers = match &args.brokers {
+        Some(b) => b.clone(),
+        None => {
+            let (child, bootstrap) = start_broker(&exe, args.partitions)?;
+            broker = Some(child);
+            bootstrap
+        }
+    };
+    let result = measure(&args, &exe, dir.path(), &file, &brokers, lines, bytes);
+    if let Some(mut child) = broker {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    result
+}
+
+fn measure(
+    args: &IngestArgs,
+    exe: &Path,
+    dir: &Path,
+    file: &Path,
+    brokers: &str,
+    lines: u64,
+    bytes: u64,
+) -> anyhow::Result<ExitCode> {
+    let topic = format!("wenming.bench.{}", uuid::Uuid::now_v7().simple());
+    let runtime = tokio::runtime::Runtime::new()?;
+
+    eprintln!("producing {lines} messages to {topic} at {brokers} ...");
+    let started = Instant::now();
+    let mut producer = runtime.block_on(LineProducer::connect(
+        brokers,
+        &topic,
+        args.partitions,
+        &args.properties,
+    ))?;
+    {
+        let mut writer = LineWriter::new(&mut producer);
+        std::io::copy(&mut BufReader::new(std::fs::File::open(file)?), &mut writer)?;
+        writer.flush()?;
+    }
+    producer.finish()?;
+    let produce_secs = started.elapsed().as_secs_f64();
+
+    eprintln!("bare consumer ...");
+    let (bare_msgs, bare_secs) = bare_consume(brokers, &topic, &args.properties)?;
+    if bare_msgs != lines {
+        bail!("the bare consumer read {bare_msgs} messages, not {lines}");
+    }
+
+    eprintln!("wenming ingest ...");
+    let lake = dir.join("lake");
+    let mut cmd = Command::new(exe);
+    cmd.args(["ingest", "--brokers", brokers, "--topic", &topic])
+        .args(["--group", &format!("{topic}.ingest"), "--exit-at-end"])
+        .arg("--lake")
+        .arg(&lake);
+    for p in &args.properties {
+        cmd.args(["-X", p]);
+    }
+    let (ingest_secs, ingest_out) = timed(&mut cmd)?;
+    let ingest_rss = children_max_rss_mib();
+
+    eprintln!("wenming import ...");
+    let mut cmd = Command::new(exe);
+    cmd.arg("import")
+        .arg(file)
+        .arg("--lake")
+        .arg(dir.join("lake-import"));
+    let (import_secs, _) = timed(&mut cmd)?;
+    let import_rss = children_max_rss_mib();
+
+    let rate = |n: u64, s: f64| n as f64 / s.max(1e-9);
+    let bare = rate(bare_msgs, bare_secs);
+    let ingest = rate(lines, ingest_secs);
+    println!(
+        "stream: {lines} events, {:.0} MB ({:.0} B/event), {} partitions",
+        bytes as f64 / 1e6,
+        bytes as f64 / lines.max(1) as f64,
+        args.partitions
+    );
+    println!(
+        "produce (lz4):          {:>9.0} msg/s  ({produce_secs:.1} s)",
+        rate(lines, produce_secs)
+    );
+    println!("bare consumer:          {bare:>9.0} msg/s  ({bare_secs:.1} s)");
+    println!(
+        "wenming ingest:         {ingest:>9.0} events/s into committed tables ({ingest_secs:.1} s, peak RSS {ingest_rss:.0} MiB) = {:.2} x bare consumer",
+        ingest / bare
+    );
+    println!(
+        "wenming import:         {:>9.0} events/s, no broker ({import_secs:.1} s, peak RSS {import_rss:.0} MiB)",
+        rate(lines, import_secs)
+    );
+    if let Some(summary) = ingest_out.lines().find(|l| l.starts_with("read ")) {
+        println!("ingest said: {summary}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Starts `wenming broker --memory` on a free port; returns it and its address.
+fn start_broker(exe: &Path, partitions: i32) -> anyhow::Result<(Child, String)> {
+    let mut child = Command::new(exe)
+        .args(["broker", "--memory", "--listen", "127.0.0.1:0"])
+        .args(["--partitions", &partitions.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("cannot start wenming broker")?;
+    let stdout = child.stdout.take().context("broker stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let bootstrap = loop {
+        match lines.next() {
+            Some(Ok(line)) => {
+                if let Some(addr) = line.strip_prefix("bootstrap: ") {
+                    break addr.trim().to_owned();
+                }
+            }
+            _ => bail!("wenming broker exited before printing its address"),
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    Ok((child, bootstrap))
+}
+
+/// Reads every partition from the beginning to its end, doing nothing with the
+/// messages but count them: the ceiling any consumer of this broker can reach.
+fn bare_consume(brokers: &str, topic: &str, properties: &[String]) -> anyhow::Result<(u64, f64)> {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("{topic}.bare"))
+        .set("enable.partition.eof", "true")
+        .set("enable.auto.commit", "false");
+    wenming_ingest::topics::apply_properties(&mut config, properties)?;
+    let consumer: BaseConsumer<Quiet> = config.create_with_context(Quiet)?;
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let partitions = metadata
+        .topics()
+        .first()
+        .map_or(0, |t| t.partitions().len());
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions as i32 {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)?;
+    }
+    let started = Instant::now();
+    consumer.assign(&tpl)?;
+    let mut at_end = std::collections::BTreeSet::new();
+    let mut count = 0u64;
+    while at_end.len() < partitions {
+        match consumer.poll(Duration::from_millis(500)) {
+            None => {}
+            Some(Ok(m)) => {
+                count += 1;
+                std::hint::black_box(m.payload());
+            }
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                at_end.insert(p);
+            }
+            Some(Err(e)) => bail!("bare consumer: {e}"),
+        }
+    }
+    Ok((count, started.elapsed().as_secs_f64()))
+}
+
+/// librdkafka reports partition EOF as a "global error" too; here it is expected.
+struct Quiet;
+
+impl rdkafka::ClientContext for Quiet {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !matches!(
+            error,
+            KafkaError::Global(rdkafka::types::RDKafkaErrorCode::PartitionEOF)
+        ) {
+            tracing::error!("librdkafka: {error}: {reason}");
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for Quiet {}
+
+/// Runs a child to completion; its wall time and standard output.
+fn timed(cmd: &mut Command) -> anyhow::Result<(f64, String)> {
+    let started = Instant::now();
+    let out = cmd.stderr(Stdio::inherit()).output()?;
+    let secs = started.elapsed().as_secs_f64();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        bail!("{cmd:?} failed: {stdout}");
+    }
+    Ok((secs, stdout))
+}
+
+/// The largest peak RSS of the children waited for so far, in MiB.
+fn children_max_rss_mib() -> f64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    usage.ru_maxrss as f64 / 1024.0
+}
