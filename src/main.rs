@@ -2,6 +2,7 @@
 //! installs logging and hands over to a command module; the work lives in the crates.
 
 mod commands;
+mod config;
 
 use std::process::ExitCode;
 
@@ -13,6 +14,10 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "wenming", version, propagate_version = true)]
 struct Cli {
+    /// Settings file (TOML, `[section] key = value` → WENMING_SECTION__KEY). Default:
+    /// ./wenming.toml when it exists, or WENMING_CONFIG. Flags and environment win.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -76,6 +81,12 @@ fn main() -> ExitCode {
     // SAFETY: called first thing, before any thread exists.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+    // Before clap reads the environment, and before any thread exists.
+    let args: Vec<String> = std::env::args().collect();
+    if let Err(e) = config::load(&args) {
+        eprintln!("error: {e:#}");
+        return ExitCode::from(2);
     }
     let cli = Cli::parse();
     tracing_subscriber::fmt()

@@ -425,3 +425,56 @@ fn help_explains_every_subcommand() {
         assert!(help.contains(sub), "{help}");
     }
 }
+
+/// `wenming.toml` in the working directory sets what flags and the environment do not;
+/// a flag still wins; a broken file is refused by name.
+#[test]
+fn the_config_file_gives_defaults_that_flags_override() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("events.ndjson");
+    std::fs::write(&events, EXAMPLES).unwrap();
+    let from_file = dir.path().join("lake-from-file");
+    std::fs::write(
+        dir.path().join("wenming.toml"),
+        format!("[lake]\npath = \"{}\"\n", from_file.display()),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_wenming"))
+            .args(args)
+            .current_dir(dir.path())
+            .env_remove("WENMING_LAKE__PATH")
+            .output()
+            .unwrap()
+    };
+    let out = run(&["import", events.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        from_file.join("wish_events").is_dir(),
+        "the file's lake path was used"
+    );
+
+    let flag = dir.path().join("lake-from-flag");
+    let out = run(&[
+        "import",
+        events.to_str().unwrap(),
+        "--lake",
+        flag.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    assert!(flag.join("wish_events").is_dir(), "the flag wins");
+
+    std::fs::write(dir.path().join("bad.toml"), "path = 1\n").unwrap();
+    let out = run(&["--config", "bad.toml", "lake", "info"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("bad.toml"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stderr).contains("[section]"),
+        "{}",
+        text(&out.stderr)
+    );
+}
