@@ -71,6 +71,44 @@ fn generate(file: &Path, seed: &str, invalid_rate: &str) {
     ok(&wenming(&args));
 }
 
+/// A broker, a generated stream on a topic of its own, and where its lake goes.
+struct Setup {
+    broker: Broker,
+    dir: tempfile::TempDir,
+    file: std::path::PathBuf,
+    lake: std::path::PathBuf,
+    expected: Expected,
+    topic: String,
+}
+
+impl Setup {
+    /// Generates (seed, share of broken lines) without producing it.
+    fn new(name: &str, seed: &str, invalid_rate: &str) -> Setup {
+        let broker = Broker::start();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("events.ndjson");
+        let lake = dir.path().join("lake");
+        generate(&file, seed, invalid_rate);
+        let expected = expected(&file);
+        let topic = unique_topic(name);
+        Setup {
+            broker,
+            dir,
+            file,
+            lake,
+            expected,
+            topic,
+        }
+    }
+
+    /// [`Setup::new`], then `wenming produce` of the stream.
+    fn produced(name: &str, seed: &str, invalid_rate: &str) -> Setup {
+        let setup = Setup::new(name, seed, invalid_rate);
+        produce(&setup.broker, &setup.topic, &setup.file);
+        setup
+    }
+}
+
 fn produce(broker: &Broker, topic: &str, file: &Path) {
     ok(&wenming(&[
         "produce",
@@ -247,15 +285,15 @@ fn counts(summary: &str) -> BTreeMap<String, u64> {
 
 #[tokio::test]
 async fn a_stream_with_resends_and_defects_lands_once_with_every_rejection_dead_lettered() {
-    let broker = Broker::start();
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("events.ndjson");
-    let lake = dir.path().join("lake");
-    generate(&file, "31", "0.03");
-    let expected = expected(&file);
+    let Setup {
+        broker,
+        dir,
+        file,
+        lake,
+        expected,
+        topic,
+    } = Setup::produced("e2e", "31", "0.03");
     assert!(expected.rejected.len() > 20 && expected.distinct > 1000);
-    let topic = unique_topic("e2e");
-    produce(&broker, &topic, &file);
 
     let summary = run_to_end(&broker, &topic, &lake, &[]);
     let c = counts(&summary);
@@ -321,14 +359,14 @@ fn spawn_ingest(broker: &Broker, topic: &str, lake: &Path, extra: &[&str]) -> Ch
 /// SIGKILL at random moments, restart, again: every valid event is in the lake once.
 #[tokio::test]
 async fn ingest_killed_again_and_again_loses_and_doubles_nothing() {
-    let broker = Broker::start();
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("events.ndjson");
-    let lake = dir.path().join("lake");
-    generate(&file, "32", "0.01");
-    let expected = expected(&file);
-    let topic = unique_topic("crash");
-    produce(&broker, &topic, &file);
+    let Setup {
+        broker,
+        dir: _dir,
+        file: _,
+        lake,
+        expected,
+        topic,
+    } = Setup::produced("crash", "32", "0.01");
 
     // Small, frequent commits so that kills land between and inside them.
     let small = ["--flush-rows", "300", "--flush-ms", "100"];
@@ -366,22 +404,24 @@ async fn ingest_killed_again_and_again_loses_and_doubles_nothing() {
 /// partitions over from the lake's positions.
 #[tokio::test]
 async fn a_group_member_killed_mid_stream_loses_and_doubles_nothing() {
-    let broker = Broker::start();
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("events.ndjson");
-    let lake = dir.path().join("lake");
-    generate(&file, "33", "0.01");
-    let expected = expected(&file);
-    let topic = unique_topic("rebalance");
-    produce(&broker, &topic, &file);
+    let Setup {
+        broker,
+        dir,
+        file: _,
+        lake,
+        expected,
+        topic,
+    } = Setup::produced("rebalance", "33", "0.01");
 
     // Slow, small commits so the stream outlasts the kill.
     let small = ["--flush-rows", "200", "--flush-ms", "100"];
     // The survivor joins first: the embedded broker cannot replace a dead group leader
     // (a tansu 0.6 limitation; a real Kafka can), so the member killed is the second.
     let survivor_log = dir.path().join("survivor.log");
+    // The survivor also compacts in the background, every 5 commits to a table, while
+    // it appends: the counts below show that loses and doubles nothing.
     let survivor = ingest_command(&broker, &topic, &lake, &small)
-        .arg("--exit-at-end")
+        .args(["--exit-at-end", "--compact-every", "5"])
         .env("RUST_LOG", "wenming_ingest=info")
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&survivor_log).unwrap())
@@ -421,20 +461,31 @@ async fn a_group_member_killed_mid_stream_loses_and_doubles_nothing() {
         log(&victim_log)
     );
     assert_dead_letters_by_source(&broker, &topic, &expected);
+    let compacted = std::fs::read_dir(&lake).unwrap().flatten().any(|table| {
+        std::fs::read_dir(table.path().join("_delta_log"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|entry| {
+                std::fs::read_to_string(entry.path())
+                    .is_ok_and(|text| text.contains("\"operation\":\"OPTIMIZE\""))
+            })
+    });
+    assert!(compacted, "no background compaction ran");
 }
 
 /// SIGTERM: the batch in hand is committed and ingest exits 0 with counts that add
 /// up; the metrics endpoint serves the same counters.
 #[tokio::test]
 async fn sigterm_commits_the_batch_in_hand_and_metrics_reconcile() {
-    let broker = Broker::start();
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("events.ndjson");
-    let lake = dir.path().join("lake");
-    generate(&file, "34", "0.02");
-    let expected = expected(&file);
-    let topic = unique_topic("sigterm");
-    produce(&broker, &topic, &file);
+    let Setup {
+        broker,
+        dir: _dir,
+        file,
+        lake,
+        expected,
+        topic,
+    } = Setup::produced("sigterm", "34", "0.02");
 
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -536,13 +587,14 @@ async fn events_produced_by_kafka_python_land_exactly_once() {
         eprintln!("skipped: python3 with kafka-python not found (pip install kafka-python)");
         return;
     }
-    let broker = Broker::start();
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("events.ndjson");
-    let lake = dir.path().join("lake");
-    generate(&file, "35", "0.03");
-    let expected = expected(&file);
-    let topic = unique_topic("python");
+    let Setup {
+        broker,
+        dir: _dir,
+        file,
+        lake,
+        expected,
+        topic,
+    } = Setup::new("python", "35", "0.03");
     // The topic exists before kafka-python writes (the broker creates none on demand).
     ok(&wenming(&[
         "produce",

@@ -14,13 +14,8 @@ use wenming_ingest::lake::Lake;
 pub struct Args {
     /// NDJSON file of events, one per line.
     file: PathBuf,
-    /// Lake directory (created if missing): one Delta table per event family.
-    #[arg(
-        long,
-        env = "WENMING_LAKE__PATH",
-        default_value = "./wenming-data/lake"
-    )]
-    lake: PathBuf,
+    #[command(flatten)]
+    lake: super::lake::LakeDir,
     /// Where rejected lines go, as NDJSON {"line","reason","message","raw"}.
     /// Default: FILE.rejects.ndjson beside the input.
     #[arg(long)]
@@ -41,7 +36,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .len();
     let rejects = File::create(&rejects_path)
         .with_context(|| format!("cannot create {}", rejects_path.display()))?;
-    let lake = Lake::new(&args.lake);
+    let lake = Lake::new(&args.lake.path);
     let options = ImportOptions {
         batch_rows: args.batch_rows.max(1),
         ..ImportOptions::default()

@@ -2,7 +2,6 @@
 //! with --exit-at-end, until every assigned partition is drained.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,13 +27,8 @@ pub struct Args {
     /// Dead-letter topic. Default: the topic's name + `.dlq`.
     #[arg(long, env = "WENMING_KAFKA__DLQ_TOPIC")]
     dlq_topic: Option<String>,
-    /// Lake directory (created if missing).
-    #[arg(
-        long,
-        env = "WENMING_LAKE__PATH",
-        default_value = "./wenming-data/lake"
-    )]
-    lake: PathBuf,
+    #[command(flatten)]
+    lake: super::lake::LakeDir,
     /// Stop once every assigned partition has reached its end (batch runs, tests).
     #[arg(long)]
     exit_at_end: bool,
@@ -91,14 +85,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             stop.store(true, Ordering::Relaxed);
         });
     }
-    let lake = Lake::new(&args.lake);
+    let lake = Lake::new(&args.lake.path);
     let metrics = Arc::new(Metrics::default());
     eprintln!(
         "ingesting {} at {} (group {}) into {}; rejected messages to {}",
         options.topic,
         options.brokers,
         options.group,
-        args.lake.display(),
+        args.lake.path.display(),
         options.dlq_topic
     );
     let summary = consumer::run(&options, &lake, runtime.handle().clone(), stop, metrics)?;

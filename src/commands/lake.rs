@@ -6,16 +6,17 @@ use std::process::ExitCode;
 use anyhow::Context;
 use wenming_ingest::lake::{Lake, MIN_VACUUM_RETENTION};
 
-/// The `--lake` option every lake command takes.
+/// The `--lake` option every command that uses the lake takes.
 #[derive(clap::Args)]
 pub struct LakeDir {
-    /// Lake directory.
+    /// Lake directory: one Delta table per event family (created if missing by the
+    /// commands that write).
     #[arg(
         long = "lake",
         env = "WENMING_LAKE__PATH",
         default_value = "./wenming-data/lake"
     )]
-    path: PathBuf,
+    pub path: PathBuf,
 }
 
 #[derive(clap::Subcommand)]
