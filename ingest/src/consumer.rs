@@ -60,11 +60,11 @@ pub enum IngestError {
     },
     #[error("a commit task failed: {0}")]
     Task(String),
-    #[error("cannot read the positions of partition {partition} from the lake: {source}")]
+    #[error("cannot read the positions of partitions {partitions:?} from the lake: {source}")]
     Positions {
-        partition: i32,
+        partitions: Vec<i32>,
         #[source]
-        source: LakeError,
+        source: Box<LakeError>,
     },
     #[error("cannot serve metrics on {addr}: {source}")]
     Metrics {
@@ -192,19 +192,28 @@ impl Pipeline {
         format!("kafka:{}:{partition}", self.topic)
     }
 
-    /// Reads a partition's positions from the lake.
-    fn load(&self, partition: i32) -> Result<Partition, IngestError> {
-        let app_id = self.app_id(partition);
-        let committed = self
+    /// Reads partitions' positions from the lake, each table loaded once.
+    fn load(&self, partitions: &[i32]) -> Result<Vec<(i32, Partition)>, IngestError> {
+        let app_ids: Vec<String> = partitions.iter().map(|p| self.app_id(*p)).collect();
+        let mut found = self
             .runtime
-            .block_on(self.lake.positions(&app_id))
-            .map_err(|source| IngestError::Positions { partition, source })?;
-        let mut p = Partition {
-            committed,
-            ..Partition::default()
-        };
-        p.start = p.resume_offset().unwrap_or(0);
-        Ok(p)
+            .block_on(self.lake.positions_of_sources(&app_ids))
+            .map_err(|source| IngestError::Positions {
+                partitions: partitions.to_vec(),
+                source: Box::new(source),
+            })?;
+        Ok(partitions
+            .iter()
+            .zip(&app_ids)
+            .map(|(p, app_id)| {
+                let mut state = Partition {
+                    committed: found.remove(app_id).unwrap_or_default(),
+                    ..Partition::default()
+                };
+                state.start = state.resume_offset().unwrap_or(0);
+                (*p, state)
+            })
+            .collect())
     }
 
     /// Teaches the dedup window the ids other writers (other group members, imports)
@@ -503,24 +512,28 @@ impl ConsumerContext for IngestContext {
                     tracing::error!("{e}");
                     pipeline.fatal.get_or_insert(e);
                 }
-                let mut ids = Vec::new();
-                for elem in tpl.elements() {
-                    ids.push((elem.topic().to_owned(), elem.partition()));
-                }
-                for (topic, partition) in ids {
-                    match pipeline.load(partition) {
-                        Ok(state) => {
+                let topic_of: BTreeMap<i32, String> = tpl
+                    .elements()
+                    .iter()
+                    .map(|e| (e.partition(), e.topic().to_owned()))
+                    .collect();
+                let partitions: Vec<i32> = topic_of.keys().copied().collect();
+                match pipeline.load(&partitions) {
+                    Ok(states) => {
+                        for (partition, state) in states {
                             let offset = Offset::Offset(state.start);
-                            if let Err(e) = tpl.set_partition_offset(&topic, partition, offset) {
+                            if let Err(e) =
+                                tpl.set_partition_offset(&topic_of[&partition], partition, offset)
+                            {
                                 pipeline.fatal.get_or_insert(e.into());
                             }
                             tracing::info!(partition, start = state.start, "assigned");
                             pipeline.partitions.insert(partition, state);
                         }
-                        Err(e) => {
-                            tracing::error!("{e}");
-                            pipeline.fatal.get_or_insert(e);
-                        }
+                    }
+                    Err(e) => {
+                        tracing::error!("{e}");
+                        pipeline.fatal.get_or_insert(e);
                     }
                 }
                 let assigned = if cooperative {
@@ -756,8 +769,7 @@ fn drained(p: &Pipeline, topic_partitions: usize, session_timeout: Duration) -> 
 fn reset(consumer: &BaseConsumer<IngestContext>, p: &mut Pipeline) -> Result<(), IngestError> {
     let mut tpl = TopicPartitionList::new();
     let ids: Vec<i32> = p.partitions.keys().copied().collect();
-    for partition in ids {
-        let state = p.load(partition)?;
+    for (partition, state) in p.load(&ids)? {
         tpl.add_partition_offset(&p.topic, partition, Offset::Offset(state.start))?;
         p.partitions.insert(partition, state);
     }

@@ -189,13 +189,36 @@ impl Lake {
         &self,
         app_id: &str,
     ) -> Result<std::collections::BTreeMap<Family, Option<i64>>, LakeError> {
-        let mut out = std::collections::BTreeMap::new();
+        let mut all = self.positions_of_sources(&[app_id.to_owned()]).await?;
+        Ok(all.remove(app_id).unwrap_or_default())
+    }
+
+    /// The committed positions of several sources in every table, each table loaded
+    /// once (a consumer taking over many partitions asks for all of them at once).
+    pub async fn positions_of_sources(
+        &self,
+        app_ids: &[String],
+    ) -> Result<SourcePositions, LakeError> {
+        let mut out: SourcePositions = app_ids
+            .iter()
+            .map(|a| (a.clone(), Default::default()))
+            .collect();
         for family in Family::ALL {
-            out.insert(*family, self.position(*family, app_id).await?);
+            let found = match self.open(*family).await? {
+                Some(table) => positions_of(&table, *family, app_ids.to_vec()).await?,
+                None => HashMap::new(),
+            };
+            for (app_id, by_table) in out.iter_mut() {
+                by_table.insert(*family, found.get(app_id).copied().flatten());
+            }
         }
         Ok(out)
     }
 }
+
+/// Source → table → last committed position.
+pub type SourcePositions =
+    std::collections::BTreeMap<String, std::collections::BTreeMap<Family, Option<i64>>>;
 
 /// Refuses a commit when the lake's positions are not what the writer started from:
 /// another writer (the new owner of a partition after a rebalance) got there first.
