@@ -92,7 +92,8 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                // tansu logs every client that hangs up as an error; not one for users.
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,tansu_service=off")),
         )
         .with_writer(std::io::stderr)
         .init();
