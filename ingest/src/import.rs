@@ -6,7 +6,7 @@
 //! records the last line it covers, so importing the same file again stores nothing
 //! new, and an import that died resumes after its last commit.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{BufReader, Read, Write};
 use std::path::Path;
@@ -120,10 +120,7 @@ pub async fn import_file(
         source,
     };
     // Where earlier imports of this file stopped, per table.
-    let mut committed: HashMap<Family, Option<i64>> = HashMap::new();
-    for family in Family::ALL {
-        committed.insert(*family, lake.position(*family, &app_id).await?);
-    }
+    let mut committed = lake.positions(&app_id).await?;
 
     let file = File::open(path).map_err(read_err)?;
     let mut reader = NdjsonReader::new(BufReader::with_capacity(1 << 20, file));
@@ -211,7 +208,7 @@ async fn flush(
     lake: &Lake,
     app_id: &str,
     batches: &mut HashMap<Family, (FamilyBatch, i64)>,
-    committed: &mut HashMap<Family, Option<i64>>,
+    committed: &mut BTreeMap<Family, Option<i64>>,
     stats: &mut ImportStats,
 ) -> Result<(), ImportError> {
     let mut families: Vec<Family> = batches
