@@ -69,6 +69,17 @@ enum Command {
     /// Look into the lake (`wenming lake info`).
     #[command(subcommand)]
     Lake(commands::lake::LakeCommand),
+    /// Compute a KPI of kpis.md over the lake (`wenming kpi --list` for the catalog).
+    ///
+    /// Answers in the contract's shape: one row per period and area (zeros shown),
+    /// ratios with their numerator and denominator, with --compare the earlier value
+    /// and the relative change.
+    Kpi(commands::kpi::KpiArgs),
+    /// Run read-only SQL (SELECT, WITH, EXPLAIN) over the lake's tables and views.
+    Sql(commands::kpi::SqlArgs),
+    /// The data-quality report: orphan check-ins, amendments without records, events
+    /// for unknown units, late arrivals, duplicates, and what ingest rejected.
+    Quality(commands::kpi::QualityArgs),
     /// Write the JSON Schema (draft 2020-12) of every event type, for station integrators.
     ///
     /// One file per type (`service.recorded.schema.json`, ...) plus `event.schema.json`
@@ -107,6 +118,9 @@ fn main() -> ExitCode {
         Command::Bench(command) => commands::bench::run(command),
         Command::Lake(command) => commands::lake::run(command),
         Command::Schema(args) => commands::schema::run(args),
+        Command::Kpi(args) => commands::kpi::kpi(args),
+        Command::Sql(args) => commands::kpi::sql(args),
+        Command::Quality(args) => commands::kpi::quality(args),
     };
     match result {
         Ok(code) => code,

@@ -1,1 +1,42 @@
-//! placeholder
+//! The query layer: KPIs, SQL and data quality over the lake, with DataFusion.
+//!
+//! ```text
+//!  Delta tables ──► lakehouse (Snapshot: raw tables + views) ──► engine (Analytics)
+//!                        │                                          │  cache by versions
+//!                  views (current state)                             ├─► kpi::answer
+//!                                                                    │     frame → measure → rows
+//!                  reference (units, volunteers as of a moment) ◄────┤
+//!                                                                    ├─► sql (read-only, scoped)
+//!                                                                    └─► quality
+//! ```
+//!
+//! - `calendar`: periods in the configured time zone, comparisons.
+//! - `scope`: levels and scopes; a scope is applied inside every query.
+//! - `lakehouse`: the Delta tables and views, refreshed when versions change.
+//! - `views`: the current-state views' SQL.
+//! - `reference`: units and volunteers in memory, asked "as of" a moment.
+//! - `kpi`: the catalog, the frame of a question, the measures, the answer's rows.
+//! - `quality`: the data-quality report; `runs`: what ingest counted.
+//! - `sql`: analysts' read-only SQL.
+//! - `engine`: `Analytics`, which the CLI and the API share.
+//!
+//! Never imports axum: the API is a thin layer over `Analytics`.
+
+pub mod calendar;
+pub mod encode;
+pub mod engine;
+pub mod error;
+pub mod kpi;
+pub mod lakehouse;
+pub mod quality;
+pub mod reference;
+pub mod runs;
+pub mod scope;
+pub mod sql;
+pub mod views;
+
+pub use calendar::{Compare, Granularity};
+pub use engine::{Analytics, Settings};
+pub use error::AnalyticsError;
+pub use kpi::{Kpi, KpiInfo, KpiRequest, KpiResponse, Num, Row};
+pub use scope::{Level, Scope};

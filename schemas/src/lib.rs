@@ -19,6 +19,7 @@ pub mod field;
 pub mod json_schema;
 pub mod lake;
 pub mod rejection;
+pub mod runs;
 
 pub use catalog::{EventData, EventType, Family, FieldSpec};
 pub use event::{Event, MAX_EVENT_BYTES, SCHEMA_VERSION, decode, decode_value};

@@ -6,6 +6,7 @@ pub mod generate;
 pub mod import;
 pub mod ingest;
 pub mod kafka;
+pub mod kpi;
 pub mod lake;
 pub mod produce;
 pub mod progress;

@@ -1,0 +1,18 @@
+//! The one error type of the query layer. `BadRequest` is the caller's mistake (a 4xx
+//! over HTTP, a usage error on the command line); the others are ours or the lake's.
+
+#[derive(Debug, thiserror::Error)]
+pub enum AnalyticsError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Refused(String),
+    #[error("query cancelled: {0}")]
+    Cancelled(String),
+    #[error(transparent)]
+    Lake(#[from] crate::lakehouse::LakehouseError),
+    #[error("query failed: {0}")]
+    Query(#[from] datafusion::error::DataFusionError),
+    #[error("query failed: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+}

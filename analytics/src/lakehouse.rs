@@ -1,0 +1,304 @@
+//! The lake as DataFusion sees it: the ten raw event tables (Delta) and the current-state
+//! views over them, loaded once and refreshed when a table gets a new version.
+//!
+//! A `Snapshot` is immutable: every query runs against one snapshot, so a question
+//! answered while ingest commits sees one consistent set of table versions, and those
+//! versions are the cache key of its answer.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use datafusion::catalog::view::ViewTable;
+use datafusion::catalog::{MemTable, TableProvider};
+use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use deltalake::DeltaTable;
+use wenming_schemas::Family;
+use wenming_schemas::lake::table_schema;
+
+use crate::views;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LakehouseError {
+    #[error("cannot read the lake at {path}: {message}")]
+    Path { path: PathBuf, message: String },
+    #[error("cannot read table {table}: {source}")]
+    Delta {
+        table: &'static str,
+        #[source]
+        source: deltalake::DeltaTableError,
+    },
+    #[error("cannot set up the view {view}: {source}")]
+    View {
+        view: &'static str,
+        #[source]
+        source: datafusion::error::DataFusionError,
+    },
+}
+
+/// The lake's tables at one set of versions.
+pub struct Snapshot {
+    /// Version of each raw table; `None` for a table nothing was written to yet (it is
+    /// published empty, so views and KPIs still work on a young lake).
+    pub versions: BTreeMap<&'static str, Option<u64>>,
+    /// Every published name: raw tables and views.
+    pub tables: BTreeMap<&'static str, Arc<dyn TableProvider>>,
+    /// Loaded Delta tables, for listing their files (benchmarks, cross-checks).
+    pub deltas: BTreeMap<&'static str, DeltaTable>,
+    runtime: Arc<RuntimeEnv>,
+    root: PathBuf,
+}
+
+/// The lake at `root`, and its latest snapshot.
+pub struct Lakehouse {
+    root: PathBuf,
+    runtime: Arc<RuntimeEnv>,
+    deltas: BTreeMap<&'static str, DeltaTable>,
+    current: Arc<Snapshot>,
+}
+
+impl Lakehouse {
+    /// Open the lake (a directory that need not hold any table yet).
+    pub async fn open(root: impl AsRef<Path>) -> Result<Lakehouse, LakehouseError> {
+        let root = root.as_ref().to_path_buf();
+        if !root.is_dir() {
+            return Err(LakehouseError::Path {
+                path: root,
+                message: "no such directory (ingest or import into it first)".into(),
+            });
+        }
+        let runtime = Arc::new(RuntimeEnv::default());
+        let mut house = Lakehouse {
+            root,
+            runtime: runtime.clone(),
+            deltas: BTreeMap::new(),
+            current: Arc::new(Snapshot {
+                versions: BTreeMap::new(),
+                tables: BTreeMap::new(),
+                deltas: BTreeMap::new(),
+                runtime,
+                root: PathBuf::new(),
+            }),
+        };
+        house.refresh().await?;
+        Ok(house)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The latest snapshot loaded.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.current.clone()
+    }
+
+    /// Load new table versions; returns whether anything changed. Cheap when nothing
+    /// did: one listing of each table's log.
+    pub async fn refresh(&mut self) -> Result<bool, LakehouseError> {
+        let mut changed = self.current.tables.is_empty();
+        for family in Family::ALL {
+            let name = family.table_name();
+            let path = self.root.join(name);
+            let delta = |source| LakehouseError::Delta {
+                table: name,
+                source,
+            };
+            if !path.join("_delta_log").is_dir() {
+                continue;
+            }
+            match self.deltas.get_mut(name) {
+                Some(table) => {
+                    let before = table.version();
+                    table.update_incremental(None).await.map_err(delta)?;
+                    changed |= table.version() != before;
+                }
+                None => {
+                    let url = deltalake::ensure_table_uri(path.to_string_lossy()).map_err(delta)?;
+                    match DeltaTable::try_from_url(url).await {
+                        Ok(table) => {
+                            self.deltas.insert(name, table);
+                            changed = true;
+                        }
+                        // A log without a first commit yet (a writer died before its
+                        // first commit): still an empty table.
+                        Err(deltalake::DeltaTableError::NotATable(_)) => {}
+                        Err(e) => return Err(delta(e)),
+                    }
+                }
+            }
+        }
+        if changed {
+            self.current = Arc::new(self.build_snapshot().await?);
+        }
+        Ok(changed)
+    }
+
+    async fn build_snapshot(&self) -> Result<Snapshot, LakehouseError> {
+        let ctx = SessionContext::new_with_config_rt(SessionConfig::new(), self.runtime.clone());
+        let mut versions = BTreeMap::new();
+        let mut tables: BTreeMap<&'static str, Arc<dyn TableProvider>> = BTreeMap::new();
+        for family in Family::ALL {
+            let name = family.table_name();
+            let delta = |source| LakehouseError::Delta {
+                table: name,
+                source,
+            };
+            let provider: Arc<dyn TableProvider> = match self.deltas.get(name) {
+                Some(table) => {
+                    table
+                        .update_datafusion_session(&ctx.state())
+                        .map_err(delta)?;
+                    versions.insert(name, table.version());
+                    table
+                        .table_provider()
+                        .await
+                        .map_err(|e| delta(deltalake::DeltaTableError::Generic(e.to_string())))?
+                }
+                None => {
+                    versions.insert(name, None);
+                    let empty = MemTable::try_new(table_schema(*family), vec![vec![]])
+                        .map_err(|e| delta(deltalake::DeltaTableError::Generic(e.to_string())))?;
+                    Arc::new(empty)
+                }
+            };
+            ctx.register_table(name, provider.clone())
+                .map_err(|e| delta(deltalake::DeltaTableError::Generic(e.to_string())))?;
+            tables.insert(name, provider);
+        }
+        // Views in dependency order: each is planned against the tables (and views)
+        // registered before it.
+        for view in views::VIEWS {
+            let plan = ctx
+                .sql(view.sql)
+                .await
+                .map_err(|source| LakehouseError::View {
+                    view: view.name,
+                    source,
+                })?
+                .into_unoptimized_plan();
+            let provider: Arc<dyn TableProvider> =
+                Arc::new(ViewTable::new(plan, Some(view.sql.to_string())));
+            ctx.register_table(view.name, provider.clone())
+                .map_err(|source| LakehouseError::View {
+                    view: view.name,
+                    source,
+                })?;
+            tables.insert(view.name, provider);
+        }
+        Ok(Snapshot {
+            versions,
+            tables,
+            deltas: self.deltas.clone(),
+            runtime: self.runtime.clone(),
+            root: self.root.clone(),
+        })
+    }
+}
+
+impl Snapshot {
+    /// The lake's root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// A fresh session over this snapshot's tables. Each query gets its own, so that
+    /// what a query registers (its periods, its scope) is seen by no other query.
+    pub fn context(&self) -> SessionContext {
+        let config = SessionConfig::new().with_information_schema(false);
+        let ctx = SessionContext::new_with_config_rt(config, self.runtime.clone());
+        for (name, provider) in &self.tables {
+            ctx.register_table(*name, provider.clone())
+                .expect("a fresh context takes every name once");
+        }
+        ctx
+    }
+
+    /// A session for analysts: the published tables restricted to the units `units`
+    /// (`None`: all), with a memory pool of `memory_bytes`. The raw tables are views
+    /// filtered by unit, and the current-state views are planned over those, so every
+    /// name the session knows is already inside the scope: there is nothing to reach
+    /// around.
+    pub async fn scoped_context(
+        &self,
+        units: Option<&[String]>,
+        memory_bytes: usize,
+    ) -> Result<SessionContext, LakehouseError> {
+        let view_err = |view: &'static str| move |source| LakehouseError::View { view, source };
+        let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+            .with_object_store_registry(self.runtime.object_store_registry.clone())
+            .with_memory_limit(memory_bytes, 1.0)
+            .build_arc()
+            .map_err(view_err("session"))?;
+        let config = SessionConfig::new().with_information_schema(false);
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        let Some(units) = units else {
+            for (name, provider) in &self.tables {
+                ctx.register_table(*name, provider.clone())
+                    .map_err(view_err("session"))?;
+            }
+            return Ok(ctx);
+        };
+        // Plan the filters in a private session that knows the unfiltered tables; the
+        // analyst's session only ever receives the filtered plans.
+        let private = self.context();
+        let schema = Arc::new(arrow::datatypes::Schema::new(vec![
+            arrow::datatypes::Field::new("unit_id", arrow::datatypes::DataType::Utf8, false),
+        ]));
+        let batch = arrow::array::RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(arrow::array::StringArray::from(units.to_vec()))],
+        )
+        .map_err(|e| view_err("scope")(e.into()))?;
+        private
+            .register_table(
+                "wm_scope_units",
+                Arc::new(MemTable::try_new(schema, vec![vec![batch]]).map_err(view_err("scope"))?),
+            )
+            .map_err(view_err("scope"))?;
+        for family in Family::ALL {
+            let name = family.table_name();
+            let sql = format!(
+                "SELECT * FROM {name} WHERE unit_id IN (SELECT unit_id FROM wm_scope_units)"
+            );
+            let plan = private
+                .sql(&sql)
+                .await
+                .map_err(view_err(name))?
+                .into_unoptimized_plan();
+            ctx.register_table(name, Arc::new(ViewTable::new(plan, None)))
+                .map_err(view_err(name))?;
+        }
+        for view in views::VIEWS {
+            let plan = ctx
+                .sql(view.sql)
+                .await
+                .map_err(view_err(view.name))?
+                .into_unoptimized_plan();
+            ctx.register_table(
+                view.name,
+                Arc::new(ViewTable::new(plan, Some(view.sql.to_string()))),
+            )
+            .map_err(view_err(view.name))?;
+        }
+        Ok(ctx)
+    }
+
+    /// The versions as one string, for cache keys and manifests.
+    pub fn version_key(&self) -> String {
+        self.versions
+            .iter()
+            .map(|(t, v)| format!("{t}@{}", v.map_or("-".into(), |v| v.to_string())))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The Parquet files of a raw table's current version (absolute URIs).
+    pub fn files(&self, table: &str) -> Vec<String> {
+        self.deltas
+            .get(table)
+            .and_then(|t| t.get_file_uris().ok().map(|it| it.collect()))
+            .unwrap_or_default()
+    }
+}

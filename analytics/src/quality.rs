@@ -1,0 +1,197 @@
+//! The data-quality report: what in the lake the KPIs cannot use or should be doubted
+//! for. Each check is one SQL question over the raw tables and views, restricted to
+//! the caller's scope like every other answer.
+
+use std::collections::BTreeMap;
+
+use datafusion::prelude::SessionContext;
+use serde::Serialize;
+use wenming_schemas::Family;
+
+use crate::error::AnalyticsError;
+use crate::reference::{collect, ints, strings};
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Check {
+    pub name: &'static str,
+    pub description: &'static str,
+    pub count: i64,
+    /// Up to ten example ids (event ids unless said otherwise), for finding them.
+    pub examples: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct QualityReport {
+    /// Events per raw table (in scope).
+    pub events: BTreeMap<&'static str, i64>,
+    pub checks: Vec<Check>,
+    /// What ingest and import counted, from the lake's commit log.
+    pub ingest: IngestCounts,
+    /// Events counted late were ingested more than this many hours after they occurred.
+    pub late_after_hours: i64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct IngestCounts {
+    pub stored: i64,
+    pub duplicates: i64,
+    pub rejected: i64,
+    /// Rejections by reason code.
+    pub rejected_by_reason: BTreeMap<String, i64>,
+}
+
+/// `in_scope` is a SQL condition on a table alias `e` with a `unit_id` column (or
+/// `TRUE` for the whole city): the scope as the query layer applies it.
+pub async fn report(
+    ctx: &SessionContext,
+    in_scope: &str,
+    late_after_hours: i64,
+    ingest: IngestCounts,
+) -> Result<QualityReport, AnalyticsError> {
+    let mut events = BTreeMap::new();
+    for f in Family::ALL {
+        let t = f.table_name();
+        let b = collect(ctx, &format!("SELECT count(*) FROM {t} e WHERE {in_scope}")).await?;
+        events.insert(
+            t,
+            b.first()
+                .map(|b| ints(b, 0))
+                .transpose()?
+                .and_then(|v| v[0])
+                .unwrap_or(0),
+        );
+    }
+    let mut checks = Vec::new();
+    checks.push(
+        check(
+            ctx,
+            "orphan_check_ins",
+            "check-ins whose activity was never published (left out of participation KPIs)",
+            &format!(
+                "SELECT e.event_id FROM attendance_events e \
+                 WHERE {in_scope} AND e.activity_id NOT IN (SELECT activity_id FROM activities)"
+            ),
+        )
+        .await?,
+    );
+    checks.push(
+        check(
+            ctx,
+            "amendments_without_records",
+            "service.amended events for a record_id with no service.recorded (not counted)",
+            &format!(
+                "SELECT e.event_id FROM service_events e WHERE {in_scope} \
+                 AND e.\"type\" = 'service.amended' AND e.record_id NOT IN \
+                   (SELECT record_id FROM service_events WHERE \"type\" = 'service.recorded')"
+            ),
+        )
+        .await?,
+    );
+    checks.push(
+        check(
+            ctx,
+            "revocations_without_records",
+            "service.revoked events for a record_id with no service.recorded",
+            &format!(
+                "SELECT e.event_id FROM service_events e WHERE {in_scope} \
+                 AND e.\"type\" = 'service.revoked' AND e.record_id NOT IN \
+                   (SELECT record_id FROM service_events WHERE \"type\" = 'service.recorded')"
+            ),
+        )
+        .await?,
+    );
+    let unknown: Vec<String> = Family::ALL
+        .iter()
+        .map(|f| {
+            format!(
+                "SELECT e.event_id FROM {} e WHERE {in_scope} AND e.unit_id NOT IN (SELECT unit_id FROM units)",
+                f.table_name()
+            )
+        })
+        .collect();
+    checks.push(
+        check(
+            ctx,
+            "events_for_unknown_units",
+            "events naming a unit that has no unit.registered (not counted by any KPI)",
+            &unknown.join(" UNION ALL "),
+        )
+        .await?,
+    );
+    let late: Vec<String> = Family::ALL
+        .iter()
+        .map(|f| {
+            format!(
+                "SELECT e.event_id FROM {} e WHERE {in_scope} AND \
+                 CAST(e.ingested_at AS BIGINT) - CAST(e.occurred_at AS BIGINT) > {}",
+                f.table_name(),
+                late_after_hours * 3_600_000_000
+            )
+        })
+        .collect();
+    checks.push(
+        check(
+            ctx,
+            "late_arrivals",
+            "events ingested long after they occurred: KPIs of past periods changed when they landed",
+            &late.join(" UNION ALL "),
+        )
+        .await?,
+    );
+    checks.push(
+        check(
+            ctx,
+            "duplicate_events_in_lake",
+            "event ids stored more than once (outside ingest's dedup window); counted once by every KPI",
+            &Family::ALL
+                .iter()
+                .map(|f| {
+                    format!(
+                        "SELECT e.event_id FROM {} e WHERE {in_scope} GROUP BY e.event_id HAVING count(*) > 1",
+                        f.table_name()
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(" UNION ALL "),
+        )
+        .await?,
+    );
+    Ok(QualityReport {
+        events,
+        checks,
+        ingest,
+        late_after_hours,
+    })
+}
+
+async fn check(
+    ctx: &SessionContext,
+    name: &'static str,
+    description: &'static str,
+    ids_sql: &str,
+) -> Result<Check, AnalyticsError> {
+    let count = collect(ctx, &format!("SELECT count(*) FROM ({ids_sql}) q")).await?;
+    let count = count
+        .first()
+        .map(|b| ints(b, 0))
+        .transpose()?
+        .and_then(|v| v[0])
+        .unwrap_or(0);
+    let mut examples = Vec::new();
+    if count > 0 {
+        for b in collect(
+            ctx,
+            &format!("SELECT * FROM ({ids_sql}) q ORDER BY 1 LIMIT 10"),
+        )
+        .await?
+        {
+            examples.extend(strings(&b, 0)?.into_iter().flatten());
+        }
+    }
+    Ok(Check {
+        name,
+        description,
+        count,
+        examples,
+    })
+}

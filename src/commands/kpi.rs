@@ -1,0 +1,268 @@
+//! `wenming kpi`, `wenming sql`, `wenming quality`: the query layer from the command line.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use chrono::NaiveDate;
+use wenming_analytics::encode::{self, Format};
+use wenming_analytics::sql::SqlLimits;
+use wenming_analytics::{
+    Analytics, AnalyticsError, Compare, Granularity, Kpi, KpiRequest, Level, Scope, Settings,
+};
+
+use super::lake::LakeDir;
+
+/// Settings of the query layer shared by the query commands.
+#[derive(clap::Args)]
+pub struct AnalyticsArgs {
+    #[command(flatten)]
+    pub lake: LakeDir,
+    /// Time zone of calendar periods (IANA name).
+    #[arg(long, env = "WENMING_ANALYTICS__TZ", default_value = "Asia/Shanghai")]
+    pub tz: String,
+    /// Target line of volunteer_registration_rate (shown in the catalog).
+    #[arg(
+        long,
+        env = "WENMING_ANALYTICS__REGISTRATION_TARGET",
+        default_value_t = 0.13
+    )]
+    pub registration_target: f64,
+    /// Events ingested more than this many hours after they occurred are reported late.
+    #[arg(
+        long,
+        env = "WENMING_ANALYTICS__LATE_AFTER_HOURS",
+        default_value_t = 72
+    )]
+    pub late_after_hours: i64,
+}
+
+impl AnalyticsArgs {
+    pub fn settings(&self) -> anyhow::Result<Settings> {
+        Ok(Settings {
+            tz: wenming_analytics::calendar::parse_tz(&self.tz).map_err(anyhow::Error::msg)?,
+            registration_target: self.registration_target,
+            late_after_hours: self.late_after_hours,
+            ..Settings::default()
+        })
+    }
+
+    pub async fn open(&self) -> anyhow::Result<Analytics> {
+        Analytics::open(&self.lake.path, self.settings()?)
+            .await
+            .with_context(|| format!("cannot open the lake at {}", self.lake.path.display()))
+    }
+}
+
+const KPI_HELP: &str = "KPIs (kpis.md v1; `wenming kpi --list` prints each definition):
+  participation  activities_held, participant_visits (参与人次), resident_visits (服务群众人次),
+                 unique_participants, participation_rate
+  coverage       active_station_rate, volunteer_registration_rate (注册率),
+                 volunteer_activity_rate (活跃度)
+  service        service_hours (服务时长), serving_volunteers, hours_per_volunteer,
+                 hours_per_resident, star_volunteers
+  orders         orders_placed, order_completion_rate, order_response_minutes_p50,
+                 order_satisfaction
+  rankings       volunteer_ranking (--top N)
+
+Periods are calendar periods in --tz, labelled by their first day and clipped to
+--from..--to (both inclusive). Every area of the level with a unit open during a period
+gets a row, with 0 or null where nothing happened.";
+
+/// Compute a KPI over the lake.
+#[derive(clap::Args)]
+#[command(after_help = KPI_HELP)]
+pub struct KpiArgs {
+    /// The KPI's name (see below).
+    #[arg(required_unless_present = "list")]
+    pub name: Option<String>,
+    /// Print the catalog: every KPI with its titles, unit and definition.
+    #[arg(long)]
+    pub list: bool,
+    #[command(flatten)]
+    pub analytics: AnalyticsArgs,
+    /// First day (YYYY-MM-DD), inclusive.
+    #[arg(long, required_unless_present = "list")]
+    pub from: Option<NaiveDate>,
+    /// Last day, inclusive.
+    #[arg(long, required_unless_present = "list")]
+    pub to: Option<NaiveDate>,
+    /// day, week (ISO, from Monday), month, quarter, year or total.
+    #[arg(long, short = 'g', default_value = "month")]
+    pub granularity: Granularity,
+    /// city, district, street or unit.
+    #[arg(long, short = 'l', default_value = "city")]
+    pub level: Level,
+    /// Restrict to a district (6 digits), a street (9 digits) or a unit id.
+    #[arg(long)]
+    pub area: Option<String>,
+    /// Add the previous period (mom) or the same period a year earlier (yoy).
+    #[arg(long)]
+    pub compare: Option<Compare>,
+    /// volunteer_ranking: how many volunteers per period and area (default 10).
+    #[arg(long)]
+    pub top: Option<usize>,
+    /// table, json (the contract's shape) or csv.
+    #[arg(long, default_value = "table")]
+    pub format: Format,
+}
+
+pub fn kpi(args: KpiArgs) -> anyhow::Result<ExitCode> {
+    if args.list {
+        return list(&args);
+    }
+    let name = args.name.clone().expect("clap requires it");
+    let kpi = Kpi::parse(&name).ok_or_else(|| {
+        anyhow::anyhow!(
+            "unknown KPI {name:?}; one of: {}",
+            Kpi::ALL
+                .iter()
+                .map(|k| k.name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    })?;
+    let req = KpiRequest {
+        kpi,
+        from: args.from.expect("clap requires it"),
+        to: args.to.expect("clap requires it"),
+        granularity: args.granularity,
+        level: args.level,
+        area: args.area.clone(),
+        compare: args.compare,
+        top: args.top,
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    let answer = runtime.block_on(async {
+        let analytics = args.analytics.open().await?;
+        analytics.kpi(&req, &Scope::City).await.map_err(usage)
+    })?;
+    let bytes = encode::kpi(args.format, &answer)?;
+    std::io::stdout().write_all(&bytes)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn list(args: &KpiArgs) -> anyhow::Result<ExitCode> {
+    let catalog = wenming_analytics::kpi::catalog::catalog(args.analytics.registration_target);
+    let mut out = std::io::stdout().lock();
+    if args.format == Format::Json {
+        serde_json::to_writer_pretty(&mut out, &catalog)?;
+        writeln!(out)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    for k in catalog {
+        writeln!(
+            out,
+            "{} — {} / {} [{}]",
+            k.name, k.title_zh, k.title_en, k.unit
+        )?;
+        writeln!(out, "    {}", k.definition)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A caller's mistake reads as one plain sentence.
+fn usage(e: AnalyticsError) -> anyhow::Error {
+    match e {
+        AnalyticsError::BadRequest(m) | AnalyticsError::Refused(m) => anyhow::anyhow!(m),
+        other => anyhow::Error::new(other),
+    }
+}
+
+/// Run read-only SQL over the published tables and views.
+#[derive(clap::Args)]
+#[command(
+    after_help = "Tables: units, volunteers, teams, activities, attendance, \
+service_records, orders, points, wishes, feedback (current state, see docs/tables.md) and \
+the raw event tables unit_events, team_events, volunteer_events, activity_events, \
+attendance_events, service_events, order_events, points_events, wish_events, \
+feedback_events. Only SELECT, WITH and EXPLAIN."
+)]
+pub struct SqlArgs {
+    /// The query.
+    pub query: String,
+    #[command(flatten)]
+    pub analytics: AnalyticsArgs,
+    /// table, json, csv or arrow (IPC stream).
+    #[arg(long, default_value = "table")]
+    pub format: Format,
+    /// Stop after this many rows.
+    #[arg(long, default_value_t = 100_000)]
+    pub max_rows: usize,
+    /// Stop the query after this many seconds.
+    #[arg(long, default_value_t = 300)]
+    pub timeout_secs: u64,
+}
+
+pub fn sql(args: SqlArgs) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    let limits = SqlLimits {
+        timeout: std::time::Duration::from_secs(args.timeout_secs),
+        max_rows: args.max_rows,
+        ..SqlLimits::default()
+    };
+    let result = runtime.block_on(async {
+        let analytics = args.analytics.open().await?;
+        analytics
+            .sql(&args.query, &Scope::City, &limits)
+            .await
+            .map_err(usage)
+    })?;
+    let bytes = encode::batches(args.format, &result.schema, &result.batches)?;
+    std::io::stdout().write_all(&bytes)?;
+    if result.truncated {
+        eprintln!("note: stopped at {} rows (--max-rows)", args.max_rows);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The data-quality report.
+#[derive(clap::Args)]
+pub struct QualityArgs {
+    #[command(flatten)]
+    pub analytics: AnalyticsArgs,
+    /// table or json.
+    #[arg(long, default_value = "table")]
+    pub format: Format,
+}
+
+pub fn quality(args: QualityArgs) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    let report = runtime.block_on(async {
+        let analytics = args.analytics.open().await?;
+        analytics.quality(&Scope::City).await.map_err(usage)
+    })?;
+    let mut out = std::io::stdout().lock();
+    if args.format == Format::Json {
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        writeln!(out)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    writeln!(out, "events in the lake:")?;
+    for (t, n) in &report.events {
+        writeln!(out, "  {t:<20} {n:>12}")?;
+    }
+    writeln!(out, "checks:")?;
+    for c in &report.checks {
+        writeln!(out, "  {:<28} {:>10}  {}", c.name, c.count, c.description)?;
+        if !c.examples.is_empty() {
+            writeln!(
+                out,
+                "  {:<28} {:>10}  e.g. {}",
+                "",
+                "",
+                c.examples.join(", ")
+            )?;
+        }
+    }
+    let i = &report.ingest;
+    writeln!(
+        out,
+        "counted by ingest and import: {} stored, {} duplicates skipped, {} rejected",
+        i.stored, i.duplicates, i.rejected
+    )?;
+    for (reason, n) in &i.rejected_by_reason {
+        writeln!(out, "  {reason:<28} {n:>10}")?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
