@@ -1,0 +1,883 @@
+//! Every KPI of kpis.md v1 against a hand-written event stream, with the expected rows
+//! computed by hand in the comments. Time zone: Asia/Shanghai (+08:00); the stream
+//! writes local times so the comments read like a clerk's ledger.
+//!
+//! The network (all registered 2023-12-01 09:00 unless said):
+//!   district 330203: C1 (center), I1 (street 330203001), I2 (street 330203002),
+//!     S1 station in I1, residents 1000, updated to 1200 on 2024-02-15
+//!     S2 station in I1, residents 500, opened 2024-01-20
+//!     S3 station in I2, residents 2000, closed 2024-02-10 (updated to 2500 in March)
+//!     P1 point under S1, residents 300 (points carry no residents for KPIs)
+//!   district 330205: C2 (center), S4 station without residents (zero denominators)
+
+mod common;
+
+use common::*;
+use serde_json::json;
+use wenming_analytics::{Compare, Granularity::*, Level, Scope};
+
+const REG: &str = "2023-12-01T09:00:00+08:00";
+
+fn network(s: &mut Stream) {
+    s.unit("C1", "center", None, "330203000000", None, REG);
+    s.unit("I1", "institute", Some("C1"), "330203001000", None, REG);
+    s.unit("I2", "institute", Some("C1"), "330203002000", None, REG);
+    s.unit("S1", "station", Some("I1"), "330203001001", Some(1000), REG);
+    s.unit(
+        "S2",
+        "station",
+        Some("I1"),
+        "330203001002",
+        Some(500),
+        "2024-01-20T10:00:00+08:00",
+    );
+    s.unit("S3", "station", Some("I2"), "330203002001", Some(2000), REG);
+    s.unit("P1", "point", Some("S1"), "330203001001", Some(300), REG);
+    s.unit("C2", "center", None, "330205000000", None, REG);
+    s.unit("S4", "station", Some("C2"), "330205001001", None, REG);
+    s.ev(
+        "unit.updated",
+        "2024-02-15T08:00:00+08:00",
+        "S1",
+        json!({"residents": 1200}),
+    );
+    s.ev("unit.closed", "2024-02-10T12:00:00+08:00", "S3", json!({}));
+    s.ev(
+        "unit.updated",
+        "2024-03-05T08:00:00+08:00",
+        "S3",
+        json!({"residents": 2500}),
+    );
+}
+
+fn activities(s: &mut Stream) {
+    // A1 at S1: first published for 28 January, re-published later for 3 February.
+    s.activity(
+        "A1",
+        "S1",
+        "2024-01-28T09:00:00+08:00",
+        "2024-01-05T10:00:00+08:00",
+    );
+    s.activity(
+        "A1",
+        "S1",
+        "2024-02-03T09:00:00+08:00",
+        "2024-01-20T10:00:00+08:00",
+    );
+    // Headcount corrected: 10, then 7 (later) → 7.
+    s.ev(
+        "activity.completed",
+        "2024-02-03T12:00:00+08:00",
+        "S1",
+        json!({"activity_id": "A1", "anonymous_headcount": 10}),
+    );
+    s.ev(
+        "activity.completed",
+        "2024-02-03T18:00:00+08:00",
+        "S1",
+        json!({"activity_id": "A1", "anonymous_headcount": 7}),
+    );
+    // A2 at S1: cancelled; its check-in and headcount count nowhere.
+    s.activity(
+        "A2",
+        "S1",
+        "2024-01-10T09:00:00+08:00",
+        "2024-01-02T10:00:00+08:00",
+    );
+    s.ev(
+        "activity.cancelled",
+        "2024-01-09T10:00:00+08:00",
+        "S1",
+        json!({"activity_id": "A2"}),
+    );
+    s.ev(
+        "activity.completed",
+        "2024-01-10T12:00:00+08:00",
+        "S1",
+        json!({"activity_id": "A2", "anonymous_headcount": 5}),
+    );
+    // A3 at S3 at 23:30 local on 31 January (15:30 UTC): January.
+    s.activity(
+        "A3",
+        "S3",
+        "2024-01-31T23:30:00+08:00",
+        "2024-01-20T10:00:00+08:00",
+    );
+    // A4 at S3 at 00:10 local on 1 February, which is still 31 January in UTC: February.
+    s.activity(
+        "A4",
+        "S3",
+        "2024-02-01T00:10:00+08:00",
+        "2024-01-20T10:00:00+08:00",
+    );
+    // A5 at S2 (opened 20 January), A6 at S4 (district 330205), A7 at the point P1.
+    s.activity(
+        "A5",
+        "S2",
+        "2024-01-25T10:00:00+08:00",
+        "2024-01-21T10:00:00+08:00",
+    );
+    s.activity(
+        "A6",
+        "S4",
+        "2024-02-20T10:00:00+08:00",
+        "2024-02-01T10:00:00+08:00",
+    );
+    s.activity(
+        "A7",
+        "P1",
+        "2024-01-15T10:00:00+08:00",
+        "2024-01-02T10:00:00+08:00",
+    );
+    // Around the year end, for ISO weeks: Sunday 29 Dec 2024 (week of 23 Dec), Tuesday
+    // 31 Dec 2024 and Thursday 2 Jan 2025 (both ISO week 1 of 2025, from 30 Dec).
+    s.activity(
+        "A8",
+        "S1",
+        "2024-12-29T10:00:00+08:00",
+        "2024-12-01T10:00:00+08:00",
+    );
+    s.activity(
+        "A9",
+        "S1",
+        "2024-12-31T10:00:00+08:00",
+        "2024-12-01T10:00:00+08:00",
+    );
+    s.activity(
+        "A10",
+        "S1",
+        "2025-01-02T10:00:00+08:00",
+        "2024-12-01T10:00:00+08:00",
+    );
+
+    let t = "2024-02-03T09:05:00+08:00";
+    s.check_in("A1", "S1", "R1", "resident", t);
+    s.check_in("A1", "S1", "R1", "resident", "2024-02-03T09:07:00+08:00"); // same visit
+    s.check_in("A1", "S1", "R2", "resident", t);
+    s.check_in("A1", "S1", "V1", "volunteer", t);
+    s.check_in("A2", "S1", "R1", "resident", "2024-01-10T09:05:00+08:00");
+    s.check_in("A3", "S3", "R1", "resident", "2024-01-31T23:35:00+08:00");
+    s.check_in("A3", "S3", "R3", "resident", "2024-01-31T23:35:00+08:00");
+    s.check_in("A4", "S3", "R3", "resident", "2024-02-01T00:15:00+08:00");
+    s.check_in("A4", "S3", "V2", "volunteer", "2024-02-01T00:15:00+08:00");
+    s.check_in("A5", "S2", "R4", "resident", "2024-01-25T10:05:00+08:00");
+    s.check_in("A5", "S2", "R1", "resident", "2024-01-25T10:05:00+08:00");
+    s.check_in("A6", "S4", "R5", "resident", "2024-02-20T10:05:00+08:00");
+    s.check_in("A7", "P1", "V1", "volunteer", "2024-01-15T10:05:00+08:00");
+    // A check-in for an activity never published: an orphan, left out.
+    s.check_in("AX", "S1", "R9", "resident", "2024-01-15T10:05:00+08:00");
+}
+
+fn volunteers_and_service(s: &mut Stream) {
+    s.volunteer("V1", "S1", "2023-12-05T10:00:00+08:00");
+    s.volunteer("V2", "S3", "2024-01-10T10:00:00+08:00");
+    s.volunteer("V3", "S1", "2024-02-05T10:00:00+08:00");
+    s.ev(
+        "volunteer.deregistered",
+        "2024-02-20T10:00:00+08:00",
+        "S1",
+        json!({"volunteer_id": "V3"}),
+    );
+    s.volunteer("V4", "S4", "2024-01-15T10:00:00+08:00");
+    // A minute before the end of February: registered at February's end.
+    s.volunteer("V5", "S2", "2024-02-29T23:59:00+08:00");
+    // At 00:00 of 1 March: not registered "by" February's end (strictly earlier).
+    s.volunteer("V6", "S2", "2024-03-01T00:00:00+08:00");
+    for v in ["V7", "V8", "V9", "V10"] {
+        s.volunteer(v, "S1", "2023-06-01T10:00:00+08:00");
+    }
+    // December 2023, before the range: full days of service toward star levels.
+    let day = |d: u32| format!("2023-12-{d:02}T00:00:00+08:00");
+    for d in 1..=5 {
+        s.record(&format!("V7-{d}"), "V7", "S1", &day(d), 1440); // 120 h
+    }
+    for d in 1..=4 {
+        s.record(&format!("V8-{d}"), "V8", "S1", &day(d), 1440); // 96 h
+        s.record(&format!("V10-{d}"), "V10", "S1", &day(d), 1440); // 96 h
+    }
+    for d in 1..=13 {
+        s.record(&format!("V9-{d}"), "V9", "S1", &day(d), 1440); // 312 h
+    }
+    // SR1: 120 minutes, then two amendments with the same occurred_at: the greater
+    // event id (60 minutes) wins, though it comes first in the stream.
+    s.record("SR1", "V1", "S1", "2024-01-10T09:00:00+08:00", 120);
+    let amended_at = "2024-01-11T10:00:00+08:00";
+    s.ev_id(
+        "00000000-0000-7000-8000-0000000000ff",
+        "service.amended",
+        amended_at,
+        "S1",
+        json!({"record_id": "SR1", "minutes": 60}),
+    );
+    s.ev_id(
+        "00000000-0000-7000-8000-0000000000fe",
+        "service.amended",
+        amended_at,
+        "S1",
+        json!({"record_id": "SR1", "minutes": 90}),
+    );
+    // SR2: revoked, then amended: still revoked, counts nowhere.
+    s.record("SR2", "V2", "S3", "2024-01-20T09:00:00+08:00", 60);
+    s.ev(
+        "service.revoked",
+        "2024-01-21T10:00:00+08:00",
+        "S3",
+        json!({"record_id": "SR2"}),
+    );
+    s.ev(
+        "service.amended",
+        "2024-01-22T10:00:00+08:00",
+        "S3",
+        json!({"record_id": "SR2", "minutes": 30}),
+    );
+    // SR3: starts 00:30 local on 1 February (31 January in UTC): February.
+    s.record("SR3", "V2", "S3", "2024-02-01T00:30:00+08:00", 120);
+    s.record("SR4", "V4", "S4", "2024-02-10T09:00:00+08:00", 180);
+    s.record("SR5", "V1", "S2", "2024-02-12T09:00:00+08:00", 240);
+    s.record("SR6", "V8", "S1", "2024-01-15T09:00:00+08:00", 300);
+    s.record("SR7", "V7", "S1", "2024-02-05T00:00:00+08:00", 1440);
+    // V10 at exactly 00:00 of 1 February: February, 240 min → 6000 min = 100 h (★1).
+    s.record("SR8", "V10", "S1", "2024-02-01T00:00:00+08:00", 240);
+    // V4 (home in 330205) serves in 330203.
+    s.record("SR9", "V4", "S1", "2024-01-25T09:00:00+08:00", 30);
+    // An amendment for a record that never arrived.
+    s.ev(
+        "service.amended",
+        "2024-01-22T10:00:00+08:00",
+        "S1",
+        json!({"record_id": "SRX", "minutes": 30}),
+    );
+}
+
+fn orders(s: &mut Stream) {
+    let o = |s: &mut Stream, ty: &str, at: &str, unit: &str, extra: serde_json::Value| {
+        let mut data = extra;
+        data["order_id"] = json!(data["order_id"].as_str().unwrap());
+        s.ev(ty, at, unit, data)
+    };
+    let placed = |id: &str| json!({"order_id": id, "category": "health", "channel": "app"});
+    // O1: accepted twice (earliest: 30 min), completed, rated 3 then 5 → 5.
+    o(
+        s,
+        "order.placed",
+        "2024-01-05T10:00:00+08:00",
+        "S1",
+        placed("O1"),
+    );
+    o(
+        s,
+        "order.dispatched",
+        "2024-01-05T10:05:00+08:00",
+        "S1",
+        json!({"order_id": "O1", "team_id": "T1"}),
+    );
+    o(
+        s,
+        "order.accepted",
+        "2024-01-05T11:00:00+08:00",
+        "S1",
+        json!({"order_id": "O1", "team_id": "T2"}),
+    );
+    o(
+        s,
+        "order.accepted",
+        "2024-01-05T10:30:00+08:00",
+        "S1",
+        json!({"order_id": "O1", "team_id": "T1"}),
+    );
+    o(
+        s,
+        "order.completed",
+        "2024-01-06T10:00:00+08:00",
+        "S1",
+        json!({"order_id": "O1"}),
+    );
+    o(
+        s,
+        "order.rated",
+        "2024-01-06T12:00:00+08:00",
+        "S1",
+        json!({"order_id": "O1", "score": 3}),
+    );
+    o(
+        s,
+        "order.rated",
+        "2024-01-07T12:00:00+08:00",
+        "S1",
+        json!({"order_id": "O1", "score": 5}),
+    );
+    // O2: 90 min; two ratings at the same moment: the greater event id (4) wins.
+    o(
+        s,
+        "order.placed",
+        "2024-01-08T10:00:00+08:00",
+        "S1",
+        placed("O2"),
+    );
+    o(
+        s,
+        "order.accepted",
+        "2024-01-08T11:30:00+08:00",
+        "S1",
+        json!({"order_id": "O2", "team_id": "T1"}),
+    );
+    s.ev_id(
+        "00000000-0000-7000-8000-0000000001ff",
+        "order.rated",
+        "2024-01-09T12:00:00+08:00",
+        "S1",
+        json!({"order_id": "O2", "score": 4}),
+    );
+    s.ev_id(
+        "00000000-0000-7000-8000-0000000001fe",
+        "order.rated",
+        "2024-01-09T12:00:00+08:00",
+        "S1",
+        json!({"order_id": "O2", "score": 2}),
+    );
+    // O3: placed 23:50 on 31 January (January), accepted an hour later, completed.
+    o(
+        s,
+        "order.placed",
+        "2024-01-31T23:50:00+08:00",
+        "S3",
+        placed("O3"),
+    );
+    o(
+        s,
+        "order.accepted",
+        "2024-02-01T00:50:00+08:00",
+        "S3",
+        json!({"order_id": "O3", "team_id": "T1"}),
+    );
+    o(
+        s,
+        "order.completed",
+        "2024-02-02T10:00:00+08:00",
+        "S3",
+        json!({"order_id": "O3"}),
+    );
+    // O4: 10 min, never rated.
+    o(
+        s,
+        "order.placed",
+        "2024-01-25T09:00:00+08:00",
+        "S2",
+        placed("O4"),
+    );
+    o(
+        s,
+        "order.accepted",
+        "2024-01-25T09:10:00+08:00",
+        "S2",
+        json!({"order_id": "O4", "team_id": "T1"}),
+    );
+    // O5 (February, S1) and O6 (February, S4): placed only.
+    o(
+        s,
+        "order.placed",
+        "2024-02-02T09:00:00+08:00",
+        "S1",
+        placed("O5"),
+    );
+    o(
+        s,
+        "order.placed",
+        "2024-02-03T09:00:00+08:00",
+        "S4",
+        placed("O6"),
+    );
+}
+
+async fn fixture() -> (tempfile::TempDir, wenming_analytics::Analytics) {
+    let mut s = Stream::default();
+    network(&mut s);
+    activities(&mut s);
+    volunteers_and_service(&mut s);
+    orders(&mut s);
+    // An event of a unit nobody registered.
+    s.ev(
+        "wish.posted",
+        "2024-01-05T10:00:00+08:00",
+        "GHOST",
+        json!({"wish_id": "W1"}),
+    );
+    lake_of(&s).await
+}
+
+const F: &str = "2024-01-01";
+const T: &str = "2024-02-29";
+const J: &str = "2024-01-01";
+const B: &str = "2024-02-01";
+const D3: &str = "330203";
+const D5: &str = "330205";
+
+fn v(x: f64) -> Option<f64> {
+    Some(x)
+}
+
+#[tokio::test]
+async fn participation() {
+    let (_dir, a) = fixture().await;
+    let q = |k| req(k, F, T, Month, Level::District);
+    // Held: January A3, A5, A7 (A1 moved to February, A2 cancelled); February A1, A4, A6.
+    assert_rows(
+        &ask(&a, &q("activities_held")).await,
+        &[
+            (J, D3, v(3.0), None, None),
+            (J, D5, v(0.0), None, None),
+            (B, D3, v(2.0), None, None),
+            (B, D5, v(1.0), None, None),
+        ],
+    );
+    // January: A3 {R1, R3} + A5 {R4, R1} + A7 {V1} = 5.
+    // February: A1 {R1 (twice: one visit), R2, V1} + headcount 7 + A4 {R3, V2} = 12; A6 {R5}.
+    assert_rows(
+        &ask(&a, &q("participant_visits")).await,
+        &[
+            (J, D3, v(5.0), None, None),
+            (J, D5, v(0.0), None, None),
+            (B, D3, v(12.0), None, None),
+            (B, D5, v(1.0), None, None),
+        ],
+    );
+    // Residents only: January 4; February A1 {R1, R2} + 7 + A4 {R3} = 10.
+    assert_rows(
+        &ask(&a, &q("resident_visits")).await,
+        &[
+            (J, D3, v(4.0), None, None),
+            (J, D5, v(0.0), None, None),
+            (B, D3, v(10.0), None, None),
+            (B, D5, v(1.0), None, None),
+        ],
+    );
+    // January {R1, R3, R4, V1}; February {R1, R2, V1, R3, V2}.
+    assert_rows(
+        &ask(&a, &q("unique_participants")).await,
+        &[
+            (J, D3, v(4.0), None, None),
+            (J, D5, v(0.0), None, None),
+            (B, D3, v(5.0), None, None),
+            (B, D5, v(1.0), None, None),
+        ],
+    );
+    // Residents at January's end: S1 1000 + S2 500 + S3 2000 = 3500 (P1 is a point).
+    // At February's end: S1 1200 (updated 15 Feb) + S2 500 (S3 closed) = 1700.
+    // 330205: S4 has no residents → denominator 0 → null, numerator still shown.
+    assert_rows(
+        &ask(&a, &q("participation_rate")).await,
+        &[
+            (J, D3, v(3.0 / 3500.0), v(3.0), v(3500.0)),
+            (J, D5, None, v(0.0), v(0.0)),
+            (B, D3, v(3.0 / 1700.0), v(3.0), v(1700.0)),
+            (B, D5, None, v(1.0), v(0.0)),
+        ],
+    );
+}
+
+#[tokio::test]
+async fn coverage() {
+    let (_dir, a) = fixture().await;
+    let q = |k| req(k, F, T, Month, Level::District);
+    // January: open stations S1, S2, S3; active S3 (A3) and S2 (A5) → 2/3.
+    // February: open S1, S2 (S3 closed 10 Feb, its A4 does not count); active S1 → 1/2.
+    assert_rows(
+        &ask(&a, &q("active_station_rate")).await,
+        &[
+            (J, D3, v(2.0 / 3.0), v(2.0), v(3.0)),
+            (J, D5, v(0.0), v(0.0), v(1.0)),
+            (B, D3, v(0.5), v(1.0), v(2.0)),
+            (B, D5, v(1.0), v(1.0), v(1.0)),
+        ],
+    );
+    // Registered at January's end, home in 330203: V1, V2, V7, V8, V9, V10 = 6.
+    // At February's end: V3 deregistered, V5 registered a minute before the end, V6 at
+    // the end itself (not before it) → V1, V2, V5, V7, V8, V9, V10 = 7.
+    assert_rows(
+        &ask(&a, &q("volunteer_registration_rate")).await,
+        &[
+            (J, D3, v(6.0 / 3500.0), v(6.0), v(3500.0)),
+            (J, D5, None, v(1.0), v(0.0)),
+            (B, D3, v(7.0 / 1700.0), v(7.0), v(1700.0)),
+            (B, D5, None, v(1.0), v(0.0)),
+        ],
+    );
+    // Serving in January: V1 (SR1), V8 (SR6), V4 (in 330203, home 330205); V2's SR2 is
+    // revoked. In February: V2, V1, V7, V10 (330203 homes) and V4.
+    assert_rows(
+        &ask(&a, &q("volunteer_activity_rate")).await,
+        &[
+            (J, D3, v(2.0 / 6.0), v(2.0), v(6.0)),
+            (J, D5, v(1.0), v(1.0), v(1.0)),
+            (B, D3, v(4.0 / 7.0), v(4.0), v(7.0)),
+            (B, D5, v(1.0), v(1.0), v(1.0)),
+        ],
+    );
+}
+
+#[tokio::test]
+async fn service_hours_and_stars() {
+    let (_dir, a) = fixture().await;
+    let q = |k| req(k, F, T, Month, Level::District);
+    // January 330203: SR1 60 (after the tie-broken amendment) + SR6 300 + SR9 30 = 390 min.
+    // February 330203: SR3 120 + SR5 240 + SR7 1440 + SR8 240 = 2040 min; 330205 SR4 180.
+    assert_rows(
+        &ask(&a, &q("service_hours")).await,
+        &[
+            (J, D3, v(6.5), None, None),
+            (J, D5, v(0.0), None, None),
+            (B, D3, v(34.0), None, None),
+            (B, D5, v(3.0), None, None),
+        ],
+    );
+    assert_rows(
+        &ask(&a, &q("serving_volunteers")).await,
+        &[
+            (J, D3, v(3.0), None, None),
+            (J, D5, v(0.0), None, None),
+            (B, D3, v(4.0), None, None),
+            (B, D5, v(1.0), None, None),
+        ],
+    );
+    assert_rows(
+        &ask(&a, &q("hours_per_volunteer")).await,
+        &[
+            (J, D3, v(6.5 / 6.0), v(6.5), v(6.0)),
+            (J, D5, v(0.0), v(0.0), v(1.0)),
+            (B, D3, v(34.0 / 7.0), v(34.0), v(7.0)),
+            (B, D5, v(3.0), v(3.0), v(1.0)),
+        ],
+    );
+    assert_rows(
+        &ask(&a, &q("hours_per_resident")).await,
+        &[
+            (J, D3, v(6.5 / 3500.0), v(6.5), v(3500.0)),
+            (J, D5, None, v(0.0), v(0.0)),
+            (B, D3, v(0.02), v(34.0), v(1700.0)),
+            (B, D5, None, v(3.0), v(0.0)),
+        ],
+    );
+    // Cumulative by January's end: V7 120 h ★1, V8 96 + 5 = 101 h ★1, V9 312 h ★2 (once,
+    // at its highest level), V10 96 h none. By February's end V10 reaches exactly 100 h.
+    let stars = ask(&a, &q("star_volunteers")).await;
+    let got: Vec<(String, String, u8, i64)> = stars
+        .rows
+        .iter()
+        .map(|r| {
+            (
+                r.period.to_string(),
+                r.area.clone(),
+                r.star.unwrap(),
+                r.value.unwrap().as_f64() as i64,
+            )
+        })
+        .collect();
+    let mut expected = Vec::new();
+    for (p, counts) in [(J, [2, 1, 0, 0, 0]), (B, [3, 1, 0, 0, 0])] {
+        for (i, c) in counts.iter().enumerate() {
+            expected.push((p.to_string(), D3.to_string(), i as u8 + 1, *c));
+        }
+        for i in 0..5 {
+            expected.push((p.to_string(), D5.to_string(), i + 1, 0));
+        }
+    }
+    expected.sort();
+    let mut got_sorted = got.clone();
+    got_sorted.sort();
+    assert_eq!(got_sorted, expected);
+    assert!(
+        stars
+            .rows
+            .iter()
+            .all(|r| r.numerator.is_none() && r.denominator.is_none())
+    );
+}
+
+#[tokio::test]
+async fn orders_and_ranking() {
+    let (_dir, a) = fixture().await;
+    let q = |k| req(k, F, T, Month, Level::District);
+    assert_rows(
+        &ask(&a, &q("orders_placed")).await,
+        &[
+            (J, D3, v(4.0), None, None),
+            (J, D5, v(0.0), None, None),
+            (B, D3, v(1.0), None, None),
+            (B, D5, v(1.0), None, None),
+        ],
+    );
+    assert_rows(
+        &ask(&a, &q("order_completion_rate")).await,
+        &[
+            (J, D3, v(0.5), v(2.0), v(4.0)),
+            (J, D5, None, v(0.0), v(0.0)),
+            (B, D3, v(0.0), v(0.0), v(1.0)),
+            (B, D5, v(0.0), v(0.0), v(1.0)),
+        ],
+    );
+    // January: 30 (O1's earliest acceptance), 90, 60, 10 → (30 + 60) / 2 = 45.
+    assert_rows(
+        &ask(&a, &q("order_response_minutes_p50")).await,
+        &[
+            (J, D3, v(45.0), None, None),
+            (J, D5, None, None, None),
+            (B, D3, None, None, None),
+            (B, D5, None, None, None),
+        ],
+    );
+    // O1 latest score 5, O2 tie broken by event id → 4: (5 + 4) / 2.
+    assert_rows(
+        &ask(&a, &q("order_satisfaction")).await,
+        &[
+            (J, D3, v(4.5), v(9.0), v(2.0)),
+            (J, D5, None, v(0.0), v(0.0)),
+            (B, D3, None, v(0.0), v(0.0)),
+            (B, D5, None, v(0.0), v(0.0)),
+        ],
+    );
+    let mut r = q("volunteer_ranking");
+    r.top = Some(2);
+    let ranking = ask(&a, &r).await;
+    let got: Vec<(String, String, u32, String, f64)> = ranking
+        .rows
+        .iter()
+        .map(|r| {
+            (
+                r.period.to_string(),
+                r.area.clone(),
+                r.rank.unwrap(),
+                r.volunteer_id.clone().unwrap(),
+                r.value.unwrap().as_f64(),
+            )
+        })
+        .collect();
+    // February 330203: V7 24 h, then V1 and V10 tied at 4 h: V1 first by id.
+    let s = |x: &str| x.to_string();
+    assert_eq!(
+        got,
+        vec![
+            (s(J), s(D3), 1, s("V8"), 5.0),
+            (s(J), s(D3), 2, s("V1"), 1.0),
+            (s(B), s(D3), 1, s("V7"), 24.0),
+            (s(B), s(D3), 2, s("V1"), 4.0),
+            (s(B), s(D5), 1, s("V4"), 3.0),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn periods_levels_and_areas() {
+    let (_dir, a) = fixture().await;
+    // Local midnight, not UTC midnight: A3 on 31 January, A4 on 1 February.
+    let r = in_area(
+        req(
+            "activities_held",
+            "2024-01-31",
+            "2024-02-01",
+            Day,
+            Level::Unit,
+        ),
+        "S3",
+    );
+    assert_rows(
+        &ask(&a, &r).await,
+        &[
+            ("2024-01-31", "S3", v(1.0), None, None),
+            ("2024-02-01", "S3", v(1.0), None, None),
+        ],
+    );
+    // ISO week 1 of 2025 starts on Monday 30 December 2024.
+    let r = req(
+        "activities_held",
+        "2024-12-28",
+        "2025-01-05",
+        Week,
+        Level::City,
+    );
+    assert_rows(
+        &ask(&a, &r).await,
+        &[
+            ("2024-12-23", "city", v(1.0), None, None),
+            ("2024-12-30", "city", v(2.0), None, None),
+        ],
+    );
+    // Unit level inside street 330203001: I1, P1, S1, S2 (S2 opened 20 January has a
+    // January row); P1's A7 counts at the point itself.
+    let r = in_area(
+        req("activities_held", F, T, Month, Level::Unit),
+        "330203001",
+    );
+    assert_rows(
+        &ask(&a, &r).await,
+        &[
+            (J, "I1", v(0.0), None, None),
+            (J, "P1", v(1.0), None, None),
+            (J, "S1", v(0.0), None, None),
+            (J, "S2", v(1.0), None, None),
+            (B, "I1", v(0.0), None, None),
+            (B, "P1", v(0.0), None, None),
+            (B, "S1", v(1.0), None, None),
+            (B, "S2", v(0.0), None, None),
+        ],
+    );
+    // S3 closed on 10 February: a February row, none in March.
+    let r = in_area(
+        req("activities_held", B, "2024-03-31", Month, Level::Unit),
+        "330203002",
+    );
+    assert_rows(
+        &ask(&a, &r).await,
+        &[
+            (B, "I2", v(0.0), None, None),
+            (B, "S3", v(1.0), None, None),
+            ("2024-03-01", "I2", v(0.0), None, None),
+        ],
+    );
+    // Total over the range, city level: 390 + 2040 + 180 minutes.
+    let r = req("service_hours", F, T, Total, Level::City);
+    assert_rows(&ask(&a, &r).await, &[(F, "city", v(43.5), None, None)]);
+    // An area restricts numerators and denominators alike.
+    let r = in_area(req("hours_per_volunteer", F, T, Total, Level::City), D5);
+    assert_rows(&ask(&a, &r).await, &[(F, "city", v(3.0), v(3.0), v(1.0))]);
+    // Street level, and a period clipped to the range: 15 January to 10 February.
+    let r = req(
+        "service_hours",
+        "2024-01-15",
+        "2024-02-10",
+        Month,
+        Level::Street,
+    );
+    // Jan 15..31: SR6 300 (S1) + SR9 30 (S1) → street 330203001; SR1 was on 10 January.
+    // Feb 1..10: SR3 120 (S3, street 330203002), SR7 1440 + SR8 240 (S1); SR4 180 (S4).
+    assert_rows(
+        &ask(&a, &r).await,
+        &[
+            (J, "330203000", v(0.0), None, None),
+            (J, "330203001", v(5.5), None, None),
+            (J, "330203002", v(0.0), None, None),
+            (J, "330205000", v(0.0), None, None),
+            (J, "330205001", v(0.0), None, None),
+            (B, "330203000", v(0.0), None, None),
+            (B, "330203001", v(28.0), None, None),
+            (B, "330203002", v(2.0), None, None),
+            (B, "330205000", v(0.0), None, None),
+            (B, "330205001", v(3.0), None, None),
+        ],
+    );
+}
+
+#[tokio::test]
+async fn comparisons() {
+    let (_dir, a) = fixture().await;
+    // mom: January compares with December 2023 (0 held), February with January.
+    let r = with_compare(
+        req("activities_held", F, T, Month, Level::District),
+        Compare::Mom,
+    );
+    let resp = ask(&a, &r).await;
+    let got: Vec<_> = resp
+        .rows
+        .iter()
+        .map(|r| {
+            (
+                r.period.to_string(),
+                r.area.clone(),
+                r.value.map(|v| v.as_f64()),
+                r.previous.unwrap().map(|v| v.as_f64()),
+                r.change.unwrap(),
+            )
+        })
+        .collect();
+    let s = |x: &str| x.to_string();
+    assert_eq!(
+        got,
+        vec![
+            (s(J), s(D3), Some(3.0), Some(0.0), None),
+            (s(J), s(D5), Some(0.0), Some(0.0), None),
+            (s(B), s(D3), Some(2.0), Some(3.0), Some(-1.0 / 3.0)),
+            (s(B), s(D5), Some(1.0), Some(0.0), None),
+        ]
+    );
+    // yoy: nothing was open in early 2023, so there is no earlier row: null.
+    let r = with_compare(
+        req("activities_held", F, T, Month, Level::District),
+        Compare::Yoy,
+    );
+    let resp = ask(&a, &r).await;
+    assert!(
+        resp.rows
+            .iter()
+            .all(|r| r.previous == Some(None) && r.change == Some(None))
+    );
+    // The JSON shape carries previous and change only with a comparison.
+    let json = serde_json::to_value(&resp).unwrap();
+    assert!(
+        json["rows"][0]
+            .as_object()
+            .unwrap()
+            .contains_key("previous")
+    );
+    let plain =
+        serde_json::to_value(ask(&a, &req("activities_held", F, T, Month, Level::District)).await)
+            .unwrap();
+    assert!(
+        !plain["rows"][0]
+            .as_object()
+            .unwrap()
+            .contains_key("previous")
+    );
+    assert_eq!(plain["rows"][0]["value"], json!(3));
+    assert_eq!(plain["rows"][0]["numerator"], json!(null));
+}
+
+#[tokio::test]
+async fn scopes_restrict_inside_the_query() {
+    let (_dir, a) = fixture().await;
+    let r = req("service_hours", F, T, Month, Level::District);
+    let scoped = a.kpi(&r, &Scope::District(D5.into())).await.unwrap();
+    assert!(
+        scoped.rows.iter().all(|r| r.area == D5),
+        "{:?}",
+        scoped.rows
+    );
+    assert_eq!(scoped.rows.len(), 2);
+    // An area outside a caller's scope yields nothing of the other district.
+    let r = in_area(req("service_hours", F, T, Total, Level::City), D3);
+    let crossed = a.kpi(&r, &Scope::District(D5.into())).await.unwrap();
+    assert!(crossed.rows.is_empty(), "{:?}", crossed.rows);
+    // Unknown areas and bad ranges are the caller's errors, with a sentence.
+    let bad = a
+        .kpi(
+            &in_area(req("service_hours", F, T, Month, Level::City), "999999"),
+            &Scope::City,
+        )
+        .await;
+    assert!(bad.unwrap_err().to_string().contains("unknown area"));
+    let bad = a
+        .kpi(
+            &req("service_hours", T, F, Month, Level::City),
+            &Scope::City,
+        )
+        .await;
+    assert!(bad.unwrap_err().to_string().contains("before"));
+}
+
+#[tokio::test]
+async fn quality_report_finds_what_kpis_leave_out() {
+    let (_dir, a) = fixture().await;
+    let report = a.quality(&Scope::City).await.unwrap();
+    let count = |name: &str| report.checks.iter().find(|c| c.name == name).unwrap().count;
+    assert_eq!(count("orphan_check_ins"), 1);
+    assert_eq!(count("amendments_without_records"), 1);
+    assert_eq!(count("events_for_unknown_units"), 1);
+    assert_eq!(count("duplicate_events_in_lake"), 0);
+    // Imported today, occurred in 2023-2025: every event is a late arrival.
+    let total: i64 = report.events.values().sum();
+    assert_eq!(count("late_arrivals"), total);
+    let orphan = report
+        .checks
+        .iter()
+        .find(|c| c.name == "orphan_check_ins")
+        .unwrap();
+    assert_eq!(orphan.examples.len(), 1);
+}
