@@ -390,6 +390,10 @@ fn orders(s: &mut Stream) {
 }
 
 async fn fixture() -> (tempfile::TempDir, wenming_analytics::Analytics) {
+    lake_with(&stream(), 0).await
+}
+
+fn stream() -> Stream {
     let mut s = Stream::default();
     network(&mut s);
     activities(&mut s);
@@ -402,7 +406,7 @@ async fn fixture() -> (tempfile::TempDir, wenming_analytics::Analytics) {
         "GHOST",
         json!({"wish_id": "W1"}),
     );
-    lake_of(&s).await
+    s
 }
 
 const F: &str = "2024-01-01";
@@ -864,7 +868,14 @@ async fn scopes_restrict_inside_the_query() {
 
 #[tokio::test]
 async fn quality_report_finds_what_kpis_leave_out() {
-    let (_dir, a) = fixture().await;
+    // The stream once more with a re-sent event and two lines the contract refuses.
+    let mut s = stream();
+    let resent = s.lines[20].clone();
+    s.lines.push(resent);
+    s.lines.push("not json".into());
+    s.lines
+        .push(s.lines[21].replace("\"schema_version\":1", "\"schema_version\":2"));
+    let (_dir, a) = lake_with(&s, 2).await;
     let report = a.quality(&Scope::City).await.unwrap();
     let count = |name: &str| report.checks.iter().find(|c| c.name == name).unwrap().count;
     assert_eq!(count("orphan_check_ins"), 1);

@@ -174,6 +174,9 @@ struct Pipeline {
     ids_capacity: usize,
     dlq: Dlq,
     metrics: Arc<Metrics>,
+    /// This run's counts beside the lake, for the quality report; rewritten after
+    /// every successful flush.
+    run_log: crate::runs::RunLog,
     last_commit: HashMap<Family, Instant>,
     data_commits: HashMap<Family, u64>,
     compact_every: u64,
@@ -267,6 +270,13 @@ impl Pipeline {
                     return;
                 }
                 self.metrics.dlq_sent.fetch_add(1, Relaxed);
+                *self
+                    .metrics
+                    .rejected_by_reason
+                    .lock()
+                    .expect("not poisoned")
+                    .entry(rejection.reason())
+                    .or_default() += 1;
                 return;
             }
         };
@@ -405,8 +415,28 @@ impl Pipeline {
             return Err(e);
         }
         self.buffered_ids.clear();
+        self.record_run();
         self.maybe_compact();
         Ok(())
+    }
+
+    /// Rejected = dead-lettered by this run: a rejection re-read after a restart was
+    /// dead-lettered (and counted) by the run before.
+    fn record_run(&mut self) {
+        let m = self.metrics.snapshot();
+        let by_reason = self
+            .metrics
+            .rejected_by_reason
+            .lock()
+            .expect("not poisoned")
+            .clone();
+        self.run_log.update(&crate::runs::RunCounts {
+            read: m.read,
+            stored: m.stored,
+            duplicates: m.duplicates,
+            rejected: m.dlq_sent,
+            rejected_by_reason: by_reason,
+        });
     }
 
     /// Forgets the buffer; the partitions are re-read from the lake's positions.
@@ -625,6 +655,7 @@ pub fn run(
     let dlq = Dlq::new(producer_config, &options.dlq_topic)?;
 
     let pipeline = Arc::new(Mutex::new(Pipeline {
+        run_log: crate::runs::RunLog::start(lake.root(), "ingest", &options.topic),
         lake: lake.clone(),
         runtime: runtime.clone(),
         topic: options.topic.clone(),

@@ -76,6 +76,20 @@ pub struct ImportStats {
     pub commits: u64,
     /// Events stored per table.
     pub by_table: std::collections::BTreeMap<&'static str, u64>,
+    /// Rejections by reason code.
+    pub rejected_by_reason: std::collections::BTreeMap<String, u64>,
+}
+
+impl ImportStats {
+    fn run_counts(&self) -> crate::runs::RunCounts {
+        crate::runs::RunCounts {
+            read: self.read,
+            stored: self.stored,
+            duplicates: self.duplicates,
+            rejected: self.rejected,
+            rejected_by_reason: self.rejected_by_reason.clone(),
+        }
+    }
 }
 
 impl ImportStats {
@@ -134,6 +148,7 @@ pub async fn import_file(
     let mut buffered = 0usize;
     let mut stats = ImportStats::default();
     let ingested_at_us = chrono::Utc::now().timestamp_micros();
+    let mut run_log = crate::runs::RunLog::start(lake.root(), "import", &app_id);
 
     loop {
         let chunk = reader.next_chunk(CHUNK_BYTES).map_err(read_err)?;
@@ -148,6 +163,10 @@ pub async fn import_file(
                 Ok(event) => event,
                 Err(rejection) => {
                     stats.rejected += 1;
+                    *stats
+                        .rejected_by_reason
+                        .entry(rejection.reason())
+                        .or_default() += 1;
                     let entry = serde_json::json!({
                         "line": line, "reason": rejection.reason(),
                         "message": rejection.message, "raw": record.text()
@@ -191,11 +210,13 @@ pub async fn import_file(
         }
         if buffered >= options.batch_rows {
             flush(lake, &app_id, &mut batches, &mut committed, &mut stats).await?;
+            run_log.update(&stats.run_counts());
             buffered = 0;
         }
         progress(reader.bytes_read());
     }
     flush(lake, &app_id, &mut batches, &mut committed, &mut stats).await?;
+    run_log.update(&stats.run_counts());
     progress(reader.bytes_read());
     rejects.flush().map_err(ImportError::Rejects)?;
     Ok(stats)

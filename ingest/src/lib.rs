@@ -20,4 +20,5 @@ pub mod lake;
 pub mod metrics;
 pub mod ndjson;
 pub mod producer;
+pub mod runs;
 pub mod topics;

@@ -30,6 +30,8 @@ pub struct Metrics {
     pub flushes: AtomicU64,
     pub stale_commits: AtomicU64,
     pub compactions: AtomicU64,
+    /// Dead-lettered rejections by reason code.
+    pub rejected_by_reason: Mutex<BTreeMap<String, u64>>,
     /// Consumer lag per partition, from librdkafka's statistics.
     pub lag: Mutex<BTreeMap<i32, i64>>,
 }

@@ -114,6 +114,11 @@ impl Stream {
 
 /// Import a stream into a fresh lake and open the query layer on it.
 pub async fn lake_of(stream: &Stream) -> (tempfile::TempDir, Analytics) {
+    lake_with(stream, 0).await
+}
+
+/// As `lake_of`, for a stream with `rejected` lines the contract refuses.
+pub async fn lake_with(stream: &Stream, rejected: u64) -> (tempfile::TempDir, Analytics) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("events.ndjson");
     stream.write(&file);
@@ -130,7 +135,7 @@ pub async fn lake_of(stream: &Stream) -> (tempfile::TempDir, Analytics) {
     .unwrap();
     assert_eq!(
         stats.rejected,
-        0,
+        rejected,
         "fixture lines rejected: {}",
         String::from_utf8_lossy(&rejects)
     );
