@@ -60,6 +60,13 @@ fn variables(text: &str) -> anyhow::Result<Vec<(String, String)>> {
     let table: toml::Table = text.parse().context("not valid TOML")?;
     let mut out = Vec::new();
     for (section, entries) in &table {
+        // [[tokens]] and [[exports]] are lists; `serve` reads them from the file itself.
+        if entries
+            .as_array()
+            .is_some_and(|a| a.iter().all(|v| v.is_table()))
+        {
+            continue;
+        }
         let Some(entries) = entries.as_table() else {
             bail!("`{section}` must be a [section] of settings, e.g. [kafka] or [lake]");
         };

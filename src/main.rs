@@ -80,6 +80,23 @@ enum Command {
     /// The data-quality report: orphan check-ins, amendments without records, events
     /// for unknown units, late arrivals, duplicates, and what ingest rejected.
     Quality(commands::kpi::QualityArgs),
+    /// Serve the API (KPIs, SQL, events, exports), with ingest, the embedded broker and
+    /// the export scheduler in the same process unless turned off in the settings.
+    ///
+    /// With no settings file it runs on embedded defaults: a broker on 127.0.0.1:9092 and
+    /// a lake under ./wenming-data, the API on 127.0.0.1:8080. Every setting and its
+    /// default: README.md, "Configuration".
+    Serve(commands::serve::ServeArgs),
+    /// Serve on embedded defaults with a generated district streamed in: open the
+    /// printed URL with the printed token and watch the numbers grow.
+    Demo(commands::serve::DemoArgs),
+    /// Run one configured export for a period by hand (files + manifest.json).
+    Export(commands::serve::ExportArgs),
+    /// Print the SHA-256 of a bearer token, for a [[tokens]] entry of the settings.
+    TokenHash {
+        /// The token (keep it secret; only its hash goes into the settings file).
+        token: String,
+    },
     /// Write the JSON Schema (draft 2020-12) of every event type, for station integrators.
     ///
     /// One file per type (`service.recorded.schema.json`, ...) plus `event.schema.json`
@@ -119,6 +136,13 @@ fn main() -> ExitCode {
         Command::Lake(command) => commands::lake::run(command),
         Command::Schema(args) => commands::schema::run(args),
         Command::Kpi(args) => commands::kpi::kpi(args),
+        Command::Serve(args) => commands::serve::serve(args),
+        Command::Demo(args) => commands::serve::demo(args),
+        Command::Export(args) => commands::serve::export(args),
+        Command::TokenHash { token } => {
+            println!("{}", wenming_api::auth::hash_hex(&token));
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Sql(args) => commands::kpi::sql(args),
         Command::Quality(args) => commands::kpi::quality(args),
     };

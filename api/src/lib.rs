@@ -1,1 +1,30 @@
-//! placeholder
+//! The HTTP door (axum), thin over `wenming-analytics`.
+//!
+//! ```text
+//!  request ─► routes::count (metrics) ─► handler ─► Caller (auth: token hash → role, scope)
+//!                                           │  require(permission)
+//!                                           ▼
+//!                      Analytics (kpi / sql / units / quality, scope applied inside)
+//!                                           │
+//!                                  encode (JSON / CSV / Arrow) ─► response
+//! ```
+//!
+//! - `config`: `wenming.toml` + `WENMING_*` → `Config`, with defaults.
+//! - `auth`: tokens (SHA-256 hashes), roles, scopes, the `Caller` extractor.
+//! - `error`: `ApiError` → RFC 9457 problem details.
+//! - `app`: `AppState`, the router, `Application` (bind, run until shutdown).
+//! - `routes`: one module per resource; `openapi` builds /openapi.json.
+//! - `gateway`: `POST /v1/events` → Kafka.
+//! - `exports`, `cron`: scheduled KPI workbooks.
+
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod cron;
+pub mod error;
+pub mod exports;
+pub mod gateway;
+pub mod routes;
+
+pub use app::{AppState, Application};
+pub use config::Config;

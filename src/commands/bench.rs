@@ -23,6 +23,8 @@ use wenming_synth::{Options, Scale};
 pub enum BenchCommand {
     /// Broker → lake throughput against a bare consumer, and import throughput.
     Ingest(IngestArgs),
+    /// Every KPI at month × district over a year, cold and cached, beside DuckDB.
+    Kpi(super::bench_kpi::KpiBenchArgs),
 }
 
 #[derive(clap::Args)]
@@ -44,6 +46,7 @@ pub struct IngestArgs {
 pub fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
     match command {
         BenchCommand::Ingest(args) => ingest(args),
+        BenchCommand::Kpi(args) => super::bench_kpi::run(args),
     }
 }
 

@@ -82,6 +82,33 @@ async fn serve(
     store: String,
     args: Args,
 ) -> anyhow::Result<ExitCode> {
+    let task = start(addr, storage, &args.topic, args.partitions).await?;
+    println!("wenming broker: single-node development broker (not for production), {store}");
+    println!(
+        "topics: {} ({} partitions)",
+        args.topic.join(", "),
+        args.partitions
+    );
+    println!("bootstrap: {addr}");
+    match task.await {
+        Ok(Ok(())) => Ok(ExitCode::SUCCESS),
+        Ok(Err(e)) => bail!("broker failed: {e}"),
+        Err(e) => bail!("broker task failed: {e}"),
+    }
+}
+
+/// The running broker: resolves when it stops.
+pub type BrokerTask = tokio::task::JoinHandle<Result<(), String>>;
+
+/// Starts the broker on the current runtime at `addr` with its store at `storage`, and
+/// creates `topics` through the admin API once it answers. `wenming serve` and `demo`
+/// run it in-process this way; `wenming broker` as its own process.
+pub async fn start(
+    addr: SocketAddr,
+    storage: Url,
+    topics_wanted: &[String],
+    partitions: i32,
+) -> anyhow::Result<BrokerTask> {
     let listener = Url::parse(&format!("tcp://{addr}"))?;
     use tansu_broker::coordinator::group::administrator::Controller;
     use tansu_storage::StorageContainer;
@@ -98,7 +125,13 @@ async fn serve(
             .await
             .map_err(|e| anyhow::anyhow!("cannot start the broker: {e:?}"))?;
     let started = tokio::time::Instant::now();
-    let mut task = tokio::spawn(async move { broker.main(started).await });
+    let mut task: BrokerTask = tokio::spawn(async move {
+        broker
+            .main(started)
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("{e:?}"))
+    });
 
     // Topics through the admin API, like any client would: the broker must be up.
     let bootstrap = addr.to_string();
@@ -107,7 +140,7 @@ async fn serve(
         if task.is_finished() {
             break;
         }
-        match topics::ensure(&bootstrap, &args.topic, args.partitions).await {
+        match topics::ensure(&bootstrap, topics_wanted, partitions).await {
             Ok(()) => {
                 created = true;
                 break;
@@ -120,16 +153,5 @@ async fn serve(
         let outcome = (&mut task).await;
         bail!("the broker stopped at start: {outcome:?}");
     }
-    println!("wenming broker: single-node development broker (not for production), {store}");
-    println!(
-        "topics: {} ({} partitions)",
-        args.topic.join(", "),
-        args.partitions
-    );
-    println!("bootstrap: {addr}");
-    match task.await {
-        Ok(Ok(_)) => Ok(ExitCode::SUCCESS),
-        Ok(Err(e)) => bail!("broker failed: {e:?}"),
-        Err(e) => bail!("broker task failed: {e}"),
-    }
+    Ok(task)
 }

@@ -171,3 +171,25 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod docs {
+    use super::*;
+
+    /// docs/kpis.md shows the catalog as it is: each definition and title verbatim.
+    #[test]
+    fn the_docs_show_the_catalog() {
+        let page = include_str!("../../../docs/kpis.md");
+        for k in Kpi::ALL {
+            let i = k.info();
+            let row = format!(
+                "| `{}` | {} | {} | {} | {} |",
+                i.name, i.title_zh, i.title_en, i.unit, i.definition
+            );
+            assert!(
+                page.contains(&row),
+                "docs/kpis.md lacks or differs for:\n{row}"
+            );
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! Bearer tokens: configured as SHA-256 hashes (the token itself is never stored), each
+//! with a role and a scope. A request's caller is resolved once, by the `Caller`
+//! extractor; handlers ask it for the permission they need and pass its scope down to
+//! the query layer, which applies it inside every query.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::http::header;
+use axum::http::request::Parts;
+use sha2::{Digest, Sha256};
+use wenming_analytics::Scope;
+
+use crate::error::ApiError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// KPIs, units, quality, exports (read).
+    Viewer,
+    /// A viewer who may also run SQL.
+    Analyst,
+    /// Publishes events for the units of its scope.
+    Station,
+    /// Everything, including running exports.
+    Admin,
+}
+
+/// What a request wants to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Permission {
+    ReadKpis,
+    Sql,
+    PublishEvents,
+    RunExports,
+}
+
+impl Role {
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "viewer" => Some(Role::Viewer),
+            "analyst" => Some(Role::Analyst),
+            "station" => Some(Role::Station),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Analyst => "analyst",
+            Role::Station => "station",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn allows(self, p: Permission) -> bool {
+        use Permission::*;
+        match self {
+            Role::Admin => true,
+            Role::Viewer => p == ReadKpis,
+            Role::Analyst => matches!(p, ReadKpis | Sql),
+            Role::Station => p == PublishEvents,
+        }
+    }
+}
+
+/// A configured token, without the token.
+#[derive(Debug, Clone)]
+pub struct TokenEntry {
+    pub name: String,
+    pub role: Role,
+    pub scope: Scope,
+}
+
+/// Token hashes → who they are.
+#[derive(Debug, Clone, Default)]
+pub struct Tokens {
+    by_hash: HashMap<[u8; 32], TokenEntry>,
+}
+
+impl Tokens {
+    pub fn from_config(configs: &[crate::config::TokenConfig]) -> Result<Tokens, String> {
+        let mut by_hash = HashMap::new();
+        for t in configs {
+            let hash = parse_hex32(&t.sha256).ok_or_else(|| {
+                format!(
+                    "token {:?}: sha256 must be 64 hex digits (the SHA-256 of the token)",
+                    t.name
+                )
+            })?;
+            let role = Role::parse(&t.role).ok_or_else(|| {
+                format!(
+                    "token {:?}: role must be viewer, analyst, station or admin, not {:?}",
+                    t.name, t.role
+                )
+            })?;
+            let scope: Scope = t
+                .scope
+                .parse()
+                .map_err(|e| format!("token {:?}: {e}", t.name))?;
+            if by_hash
+                .insert(
+                    hash,
+                    TokenEntry {
+                        name: t.name.clone(),
+                        role,
+                        scope,
+                    },
+                )
+                .is_some()
+            {
+                return Err(format!(
+                    "token {:?}: the same hash is configured twice",
+                    t.name
+                ));
+            }
+        }
+        Ok(Tokens { by_hash })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_hash.is_empty()
+    }
+
+    pub fn find(&self, token: &str) -> Option<&TokenEntry> {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        self.by_hash.get(&digest)
+    }
+}
+
+fn parse_hex32(s: &str) -> Option<[u8; 32]> {
+    let s = s.trim();
+    if s.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, chunk) in s.as_bytes().chunks(2).enumerate() {
+        let hex = std::str::from_utf8(chunk).ok()?;
+        out[i] = u8::from_str_radix(hex, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// The hex SHA-256 of a token, for writing configuration (`wenming token hash`).
+pub fn hash_hex(token: &str) -> String {
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The authenticated caller of a request.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub name: String,
+    pub role: Role,
+    pub scope: Scope,
+}
+
+impl Caller {
+    pub fn require(&self, p: Permission) -> Result<(), ApiError> {
+        if self.role.allows(p) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(format!(
+                "the token {:?} has the role {}, which may not {}",
+                self.name,
+                self.role.name(),
+                match p {
+                    Permission::ReadKpis => "read KPIs",
+                    Permission::Sql => "run SQL (analyst or admin)",
+                    Permission::PublishEvents => "publish events (station or admin)",
+                    Permission::RunExports => "run exports (admin)",
+                }
+            )))
+        }
+    }
+}
+
+impl<S> FromRequestParts<S> for Caller
+where
+    S: Send + Sync,
+    Arc<crate::app::AppState>: axum::extract::FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        use axum::extract::FromRef;
+        let app = Arc::<crate::app::AppState>::from_ref(state);
+        let header = parts.headers.get(header::AUTHORIZATION).ok_or_else(|| {
+            ApiError::unauthorized("send a bearer token: `Authorization: Bearer <token>`")
+        })?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                ApiError::unauthorized("the Authorization header must be `Bearer <token>`")
+            })?;
+        let entry = app
+            .tokens
+            .find(token)
+            .ok_or_else(|| ApiError::unauthorized("unknown token"))?;
+        Ok(Caller {
+            name: entry.name.clone(),
+            role: entry.role,
+            scope: entry.scope.clone(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::TokenConfig;
+
+    #[test]
+    fn tokens_are_found_by_hash_only() {
+        let cfg = vec![TokenConfig {
+            name: "haishu".into(),
+            sha256: hash_hex("s3cret"),
+            role: "viewer".into(),
+            scope: "district:330203".into(),
+        }];
+        let tokens = Tokens::from_config(&cfg).unwrap();
+        let t = tokens.find("s3cret").unwrap();
+        assert_eq!(t.role, Role::Viewer);
+        assert_eq!(t.scope, Scope::District("330203".into()));
+        assert!(tokens.find("s3cret ").is_none());
+        assert!(
+            tokens.find(&hash_hex("s3cret")).is_none(),
+            "the hash is not a token"
+        );
+        // test vector: SHA-256("test")
+        assert_eq!(
+            hash_hex("test"),
+            "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+        );
+        let mut bad = cfg.clone();
+        bad[0].role = "boss".into();
+        assert!(Tokens::from_config(&bad).unwrap_err().contains("role"));
+        bad[0].role = "viewer".into();
+        bad[0].sha256 = "abc".into();
+        assert!(Tokens::from_config(&bad).unwrap_err().contains("64 hex"));
+    }
+
+    #[test]
+    fn roles_grant_what_the_issue_says() {
+        use Permission::*;
+        assert!(Role::Viewer.allows(ReadKpis) && !Role::Viewer.allows(Sql));
+        assert!(Role::Analyst.allows(Sql) && !Role::Analyst.allows(PublishEvents));
+        assert!(Role::Station.allows(PublishEvents) && !Role::Station.allows(ReadKpis));
+        assert!(Role::Admin.allows(RunExports));
+    }
+}

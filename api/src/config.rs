@@ -1,0 +1,332 @@
+//! `wenming serve`'s settings: a typed view of `wenming.toml`, each scalar overridable
+//! by `WENMING_<SECTION>__<KEY>` (environment wins over the file), defaults for all of
+//! it, so `wenming serve` with no file at all runs on embedded defaults. Every setting is
+//! documented in README.md ("Configuration").
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: String, message: String },
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: Server,
+    pub lake: Lake,
+    pub ingest: Ingest,
+    pub broker: Broker,
+    pub analytics: AnalyticsConfig,
+    pub sql: Sql,
+    pub exports_settings: ExportsSettings,
+    pub tokens: Vec<TokenConfig>,
+    pub exports: Vec<ExportConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Server {
+    /// host:port of the API. Port 0 picks a free port (printed at start).
+    pub listen: String,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Server {
+            listen: "127.0.0.1:8080".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Lake {
+    pub path: PathBuf,
+}
+
+impl Default for Lake {
+    fn default() -> Self {
+        Lake {
+            path: "./wenming-data/lake".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Ingest {
+    /// Consume the topic into the lake in this process.
+    pub enabled: bool,
+    /// Kafka bootstrap servers. Empty: start the embedded broker (see `[broker]`).
+    pub brokers: String,
+    pub topic: String,
+    pub group: String,
+}
+
+impl Default for Ingest {
+    fn default() -> Self {
+        Ingest {
+            enabled: true,
+            brokers: String::new(),
+            topic: "wenming.events".into(),
+            group: "wenming-ingest".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Broker {
+    /// Where the embedded broker listens when `[ingest] brokers` is empty.
+    pub listen: String,
+    /// Its durable store.
+    pub data: PathBuf,
+    pub partitions: i32,
+}
+
+impl Default for Broker {
+    fn default() -> Self {
+        Broker {
+            listen: "127.0.0.1:9092".into(),
+            data: "./wenming-data/broker".into(),
+            partitions: 6,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AnalyticsConfig {
+    pub tz: String,
+    pub registration_target: f64,
+    pub late_after_hours: i64,
+}
+
+impl Default for AnalyticsConfig {
+    fn default() -> Self {
+        AnalyticsConfig {
+            tz: "Asia/Shanghai".into(),
+            registration_target: 0.13,
+            late_after_hours: 72,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Sql {
+    pub timeout_secs: u64,
+    pub max_rows: usize,
+    pub memory_mib: usize,
+    /// Analyst queries running at once; more are refused with 429.
+    pub max_concurrent: usize,
+}
+
+impl Default for Sql {
+    fn default() -> Self {
+        Sql {
+            timeout_secs: 30,
+            max_rows: 100_000,
+            memory_mib: 512,
+            max_concurrent: 4,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExportsSettings {
+    /// Run the export scheduler in this process.
+    pub enabled: bool,
+}
+
+impl Default for ExportsSettings {
+    fn default() -> Self {
+        ExportsSettings { enabled: true }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    pub name: String,
+    /// Hex SHA-256 of the bearer token.
+    pub sha256: String,
+    pub role: String,
+    #[serde(default = "city")]
+    pub scope: String,
+}
+
+fn city() -> String {
+    "city".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportConfig {
+    pub name: String,
+    /// Cron expression (sec min hour day-of-month month day-of-week), e.g.
+    /// `0 0 6 1 * *` = 06:00 on the 1st of every month.
+    pub schedule: String,
+    /// Time zone of the schedule (default: `[analytics] tz`).
+    #[serde(default)]
+    pub tz: Option<String>,
+    pub kpis: Vec<String>,
+    #[serde(default = "district")]
+    pub level: String,
+    #[serde(default = "month")]
+    pub granularity: String,
+    /// Which period a scheduled run covers: previous_month, previous_quarter,
+    /// previous_year.
+    #[serde(default = "previous_month")]
+    pub period: String,
+    #[serde(default = "city")]
+    pub scope: String,
+    /// csv, xlsx, parquet.
+    #[serde(default = "csv")]
+    pub formats: Vec<String>,
+    pub output: PathBuf,
+}
+
+fn district() -> String {
+    "district".into()
+}
+fn month() -> String {
+    "month".into()
+}
+fn previous_month() -> String {
+    "previous_month".into()
+}
+fn csv() -> Vec<String> {
+    vec!["csv".into()]
+}
+
+impl Config {
+    /// Read `path` (absent: defaults) and lay the environment over it.
+    pub fn load(path: Option<&std::path::Path>) -> Result<Config, ConfigError> {
+        let mut table = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.to_path_buf(),
+                    source,
+                })?;
+                text.parse::<toml::Table>()
+                    .map_err(|e| ConfigError::Invalid {
+                        path: p.display().to_string(),
+                        message: e.to_string(),
+                    })?
+            }
+            None => toml::Table::new(),
+        };
+        overlay_env(&mut table, std::env::vars());
+        let where_ = path.map_or("settings".to_string(), |p| p.display().to_string());
+        Config::deserialize(toml::Value::Table(table)).map_err(|e| ConfigError::Invalid {
+            path: where_,
+            message: e.to_string(),
+        })
+    }
+}
+
+/// Sections whose keys the environment may set.
+const SECTIONS: &[&str] = &[
+    "server",
+    "lake",
+    "ingest",
+    "broker",
+    "analytics",
+    "sql",
+    "exports_settings",
+];
+
+/// `WENMING_SECTION__KEY=value` → `[section] key = value` (numbers and booleans typed).
+fn overlay_env(table: &mut toml::Table, vars: impl Iterator<Item = (String, String)>) {
+    for (name, value) in vars {
+        let Some(rest) = name.strip_prefix("WENMING_") else {
+            continue;
+        };
+        let Some((section, key)) = rest.split_once("__") else {
+            continue;
+        };
+        let section = section.to_lowercase();
+        if !SECTIONS.contains(&section.as_str()) {
+            continue;
+        }
+        let value = if let Ok(b) = value.parse::<bool>() {
+            toml::Value::Boolean(b)
+        } else if let Ok(i) = value.parse::<i64>() {
+            toml::Value::Integer(i)
+        } else if let Ok(f) = value.parse::<f64>()
+            && value.contains('.')
+        {
+            toml::Value::Float(f)
+        } else {
+            toml::Value::String(value)
+        };
+        let entry = table
+            .entry(section)
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if let Some(t) = entry.as_table_mut() {
+            t.insert(key.to_lowercase(), value);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_file_and_environment_layer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wenming.toml");
+        std::fs::write(
+            &path,
+            r#"
+[server]
+listen = "0.0.0.0:9000"
+[ingest]
+enabled = false
+[[tokens]]
+name = "haishu-office"
+sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+role = "viewer"
+scope = "district:330203"
+"#,
+        )
+        .unwrap();
+        let mut table: toml::Table = std::fs::read_to_string(&path).unwrap().parse().unwrap();
+        overlay_env(
+            &mut table,
+            vec![
+                ("WENMING_SQL__TIMEOUT_SECS".to_string(), "5".to_string()),
+                (
+                    "WENMING_SERVER__LISTEN".to_string(),
+                    "127.0.0.1:0".to_string(),
+                ),
+                ("WENMING_CONFIG".to_string(), "x".to_string()),
+            ]
+            .into_iter(),
+        );
+        let c = Config::deserialize(toml::Value::Table(table)).unwrap();
+        assert_eq!(c.server.listen, "127.0.0.1:0");
+        assert!(!c.ingest.enabled);
+        assert_eq!(c.sql.timeout_secs, 5);
+        assert_eq!(c.sql.max_rows, 100_000);
+        assert_eq!(c.tokens[0].scope, "district:330203");
+        assert_eq!(c.lake.path, PathBuf::from("./wenming-data/lake"));
+        let bad: Result<Config, _> = Config::deserialize(toml::Value::Table(
+            "[server]\nlisten_on = 1".parse::<toml::Table>().unwrap(),
+        ));
+        assert!(bad.unwrap_err().to_string().contains("listen_on"));
+    }
+}

@@ -1,0 +1,591 @@
+//! Scheduled KPI exports: `[[exports]]` name a set of KPIs, a level, a scope and
+//! formats; each run writes `<output>/<name>/<period>/` with one file per format
+//! (`<name>_<period>.csv|xlsx|parquet`) and `manifest.json` (files, SHA-256, rows,
+//! table versions, generated_at). Re-running a period rewrites the same files. The
+//! scheduler fires on the cron schedule and, at start, runs once for a fire time missed
+//! while the service was down.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use chrono::{Datelike, Months, NaiveDate};
+use chrono_tz::Tz;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use wenming_analytics::{Analytics, Granularity, Kpi, KpiRequest, KpiResponse, Level, Num, Scope};
+
+use crate::config::ExportConfig;
+use crate::cron::Schedule;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("export {name:?}: {message}")]
+    Config { name: String, message: String },
+    #[error("no export named {0:?}")]
+    Unknown(String),
+    #[error("bad period {0:?}: use YYYY-MM (month), YYYY-Qn (quarter) or YYYY (year)")]
+    Period(String),
+    #[error(transparent)]
+    Query(#[from] wenming_analytics::AnalyticsError),
+    #[error("cannot write {path}: {message}")]
+    Write { path: PathBuf, message: String },
+}
+
+/// One configured export, checked.
+#[derive(Debug, Clone)]
+pub struct Export {
+    pub name: String,
+    pub schedule: Schedule,
+    pub schedule_text: String,
+    pub tz: Tz,
+    pub kpis: Vec<Kpi>,
+    pub level: Level,
+    pub granularity: Granularity,
+    pub period: String,
+    pub scope: Scope,
+    pub formats: Vec<String>,
+    pub output: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ManifestFile {
+    pub name: String,
+    pub format: String,
+    pub sha256: String,
+    pub bytes: u64,
+    pub rows: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Manifest {
+    pub export: String,
+    pub period: String,
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    pub granularity: Granularity,
+    pub level: Level,
+    pub scope: String,
+    pub kpis: Vec<String>,
+    pub files: Vec<ManifestFile>,
+    pub table_versions: BTreeMap<String, Option<u64>>,
+    pub generated_at: String,
+}
+
+pub struct Exports {
+    pub exports: Vec<Export>,
+    analytics: Arc<Analytics>,
+}
+
+impl Exports {
+    pub fn new(
+        configs: &[ExportConfig],
+        default_tz: Tz,
+        analytics: Arc<Analytics>,
+    ) -> Result<Exports, ExportError> {
+        let mut exports = Vec::new();
+        for c in configs {
+            let bad = |message: String| ExportError::Config {
+                name: c.name.clone(),
+                message,
+            };
+            if c.name.is_empty()
+                || !c
+                    .name
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
+            {
+                return Err(bad("the name may hold letters, digits, - and _ only".into()));
+            }
+            let kpis = c
+                .kpis
+                .iter()
+                .map(|k| Kpi::parse(k).ok_or_else(|| bad(format!("unknown KPI {k:?}"))))
+                .collect::<Result<Vec<_>, _>>()?;
+            for f in &c.formats {
+                if !["csv", "xlsx", "parquet"].contains(&f.as_str()) {
+                    return Err(bad(format!("unknown format {f:?} (csv, xlsx, parquet)")));
+                }
+            }
+            if !["previous_month", "previous_quarter", "previous_year"].contains(&c.period.as_str())
+            {
+                return Err(bad(format!(
+                    "period must be previous_month, previous_quarter or previous_year, not {:?}",
+                    c.period
+                )));
+            }
+            exports.push(Export {
+                name: c.name.clone(),
+                schedule: Schedule::parse(&c.schedule).map_err(bad)?,
+                schedule_text: c.schedule.clone(),
+                tz: match &c.tz {
+                    Some(tz) => wenming_analytics::calendar::parse_tz(tz).map_err(bad)?,
+                    None => default_tz,
+                },
+                kpis,
+                level: c.level.parse().map_err(bad)?,
+                granularity: c.granularity.parse().map_err(bad)?,
+                period: c.period.clone(),
+                scope: c.scope.parse().map_err(bad)?,
+                formats: c.formats.clone(),
+                output: c.output.clone(),
+            });
+        }
+        Ok(Exports { exports, analytics })
+    }
+
+    pub fn get(&self, name: &str) -> Result<&Export, ExportError> {
+        self.exports
+            .iter()
+            .find(|e| e.name == name)
+            .ok_or_else(|| ExportError::Unknown(name.into()))
+    }
+
+    /// Run one export for `period` (YYYY-MM, YYYY-Qn or YYYY); `scope` further limits
+    /// it (a caller's scope: intersected with the export's own).
+    pub async fn run(
+        &self,
+        name: &str,
+        period: &str,
+        caller: &Scope,
+    ) -> Result<Manifest, ExportError> {
+        let export = self.get(name)?;
+        let (from, to) = period_range(period)?;
+        let mut answers: Vec<(Kpi, Arc<KpiResponse>)> = Vec::new();
+        let scope = narrower(&export.scope, caller).ok_or_else(|| ExportError::Config {
+            name: name.into(),
+            message: format!(
+                "its scope ({}) is outside the caller's ({caller})",
+                export.scope
+            ),
+        })?;
+        for kpi in &export.kpis {
+            let req = KpiRequest {
+                kpi: *kpi,
+                from,
+                to,
+                granularity: export.granularity,
+                level: export.level,
+                area: None,
+                compare: None,
+                top: None,
+            };
+            answers.push((*kpi, self.analytics.kpi(&req, &scope).await?));
+        }
+        let versions = self.analytics.versions().await?;
+        let dir = export.output.join(&export.name).join(period);
+        std::fs::create_dir_all(&dir).map_err(|e| write_err(&dir, e))?;
+        let mut files = Vec::new();
+        for format in &export.formats {
+            let file = format!("{}_{}.{}", export.name, period, format);
+            let path = dir.join(&file);
+            let (bytes, rows) = match format.as_str() {
+                "csv" => csv(&answers),
+                "xlsx" => xlsx(&answers).map_err(|m| ExportError::Write {
+                    path: path.clone(),
+                    message: m,
+                })?,
+                _ => parquet(&answers).map_err(|m| ExportError::Write {
+                    path: path.clone(),
+                    message: m,
+                })?,
+            };
+            write_atomically(&path, &bytes)?;
+            files.push(ManifestFile {
+                name: file,
+                format: format.clone(),
+                sha256: Sha256::digest(&bytes)
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect(),
+                bytes: bytes.len() as u64,
+                rows,
+            });
+        }
+        let manifest = Manifest {
+            export: export.name.clone(),
+            period: period.into(),
+            from,
+            to,
+            granularity: export.granularity,
+            level: export.level,
+            scope: scope.to_string(),
+            kpis: export.kpis.iter().map(|k| k.name().to_string()).collect(),
+            files,
+            table_versions: versions
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+            generated_at: chrono::Utc::now().to_rfc3339(),
+        };
+        let json = serde_json::to_vec_pretty(&manifest).expect("a manifest serialises");
+        write_atomically(&dir.join("manifest.json"), &json)?;
+        Ok(manifest)
+    }
+
+    /// The file of a past run, if it exists (names are checked: no path tricks).
+    pub fn file(
+        &self,
+        name: &str,
+        period: &str,
+        file: &str,
+    ) -> Result<Option<PathBuf>, ExportError> {
+        let export = self.get(name)?;
+        let safe = |s: &str| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                && !s.starts_with('.')
+        };
+        if !safe(period) || !safe(file) {
+            return Ok(None);
+        }
+        let path = export.output.join(&export.name).join(period).join(file);
+        Ok(path.is_file().then_some(path))
+    }
+
+    /// Periods with a run on disk, per export.
+    pub fn runs(&self, export: &Export) -> Vec<String> {
+        let mut out: Vec<String> = std::fs::read_dir(export.output.join(&export.name))
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.path().join("manifest.json").is_file())
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort();
+        out
+    }
+
+    /// The scheduler: every 20 s, run each export whose latest fire time is newer than
+    /// its last recorded run (so a fire time missed while down runs once at start).
+    pub async fn schedule(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            for export in &self.exports {
+                let now = chrono::Utc::now().with_timezone(&export.tz);
+                let Some(fired) = export.schedule.latest_at_or_before(now) else {
+                    continue;
+                };
+                let marker = export.output.join(&export.name).join("last_fire.txt");
+                let last = std::fs::read_to_string(&marker)
+                    .ok()
+                    .and_then(|s| s.trim().parse::<i64>().ok());
+                if last.is_some_and(|l| l >= fired.timestamp()) {
+                    continue;
+                }
+                let period = scheduled_period(&export.period, fired.date_naive());
+                match self.run(&export.name, &period, &Scope::City).await {
+                    Ok(m) => {
+                        tracing::info!(export = %export.name, period = %period, files = m.files.len(), "export written");
+                        if let Err(e) = std::fs::write(&marker, fired.timestamp().to_string()) {
+                            tracing::warn!(export = %export.name, error = %e, "cannot record the run");
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(export = %export.name, period = %period, error = %e, "export failed")
+                    }
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(20)) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
+/// The narrower of two scopes when one contains the other.
+fn narrower(a: &Scope, b: &Scope) -> Option<Scope> {
+    let contains = |outer: &Scope, inner: &Scope| match (outer, inner) {
+        (Scope::City, _) => true,
+        (Scope::District(d), Scope::District(x)) => d == x,
+        (Scope::District(d), Scope::Street(s)) => s.starts_with(d.as_str()),
+        (Scope::Street(s), Scope::Street(x)) => s == x,
+        (Scope::Unit(u), Scope::Unit(x)) => u == x,
+        _ => false,
+    };
+    if contains(a, b) {
+        Some(b.clone())
+    } else if contains(b, a) {
+        Some(a.clone())
+    } else {
+        None
+    }
+}
+
+/// `YYYY-MM`, `YYYY-Qn` or `YYYY` → first and last day.
+pub fn period_range(p: &str) -> Result<(NaiveDate, NaiveDate), ExportError> {
+    let bad = || ExportError::Period(p.into());
+    let (from, months) = if let Some((y, q)) = p.split_once("-Q") {
+        let y: i32 = y.parse().map_err(|_| bad())?;
+        let q: u32 = q.parse().map_err(|_| bad())?;
+        if !(1..=4).contains(&q) {
+            return Err(bad());
+        }
+        (
+            NaiveDate::from_ymd_opt(y, (q - 1) * 3 + 1, 1).ok_or_else(bad)?,
+            3,
+        )
+    } else if let Some((y, m)) = p.split_once('-') {
+        let (y, m): (i32, u32) = (y.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+        if m.to_string().len() > 2 || p.len() != 7 {
+            return Err(bad());
+        }
+        (NaiveDate::from_ymd_opt(y, m, 1).ok_or_else(bad)?, 1)
+    } else {
+        if p.len() != 4 {
+            return Err(bad());
+        }
+        (
+            NaiveDate::from_ymd_opt(p.parse().map_err(|_| bad())?, 1, 1).ok_or_else(bad)?,
+            12,
+        )
+    };
+    let to = from + Months::new(months) - chrono::Duration::days(1);
+    Ok((from, to))
+}
+
+/// The period a scheduled run on `day` covers.
+pub fn scheduled_period(kind: &str, day: NaiveDate) -> String {
+    match kind {
+        "previous_quarter" => {
+            let q0 = (day.month0() / 3) as i32;
+            let (y, q) = if q0 == 0 {
+                (day.year() - 1, 4)
+            } else {
+                (day.year(), q0)
+            };
+            format!("{y}-Q{q}")
+        }
+        "previous_year" => format!("{}", day.year() - 1),
+        _ => {
+            let prev = day.with_day(1).expect("day 1") - chrono::Duration::days(1);
+            format!("{}-{:02}", prev.year(), prev.month())
+        }
+    }
+}
+
+fn write_err(path: &Path, e: impl std::fmt::Display) -> ExportError {
+    ExportError::Write {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ExportError> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).map_err(|e| write_err(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| write_err(path, e))
+}
+
+/// Rows of all answers as text cells: kpi, period, area, star, rank, volunteer_id,
+/// value, numerator, denominator.
+fn cells(answers: &[(Kpi, Arc<KpiResponse>)]) -> Vec<[String; 9]> {
+    let n = |x: Option<Num>| {
+        x.map(|v| match v {
+            Num::Int(i) => i.to_string(),
+            Num::Real(f) => f.to_string(),
+        })
+        .unwrap_or_default()
+    };
+    let mut out = Vec::new();
+    for (kpi, a) in answers {
+        for r in &a.rows {
+            out.push([
+                kpi.name().to_string(),
+                r.period.to_string(),
+                r.area.clone(),
+                r.star.map(|s| s.to_string()).unwrap_or_default(),
+                r.rank.map(|s| s.to_string()).unwrap_or_default(),
+                r.volunteer_id.clone().unwrap_or_default(),
+                n(r.value),
+                n(r.numerator),
+                n(r.denominator),
+            ]);
+        }
+    }
+    out
+}
+
+const COLUMNS: [&str; 9] = [
+    "kpi",
+    "period",
+    "area",
+    "star",
+    "rank",
+    "volunteer_id",
+    "value",
+    "numerator",
+    "denominator",
+];
+const COLUMNS_ZH: [&str; 9] = [
+    "指标",
+    "周期",
+    "区域",
+    "星级",
+    "排名",
+    "志愿者编号",
+    "数值",
+    "分子",
+    "分母",
+];
+
+fn csv(answers: &[(Kpi, Arc<KpiResponse>)]) -> (Vec<u8>, usize) {
+    let rows = cells(answers);
+    let mut out = COLUMNS.join(",") + "\n";
+    for r in &rows {
+        let quoted: Vec<String> = r
+            .iter()
+            .map(|c| {
+                if c.contains([',', '"', '\n']) {
+                    format!("\"{}\"", c.replace('"', "\"\""))
+                } else {
+                    c.clone()
+                }
+            })
+            .collect();
+        out.push_str(&quoted.join(","));
+        out.push('\n');
+    }
+    (out.into_bytes(), rows.len())
+}
+
+/// One sheet per KPI, named by its Chinese title, with Chinese column headers.
+fn xlsx(answers: &[(Kpi, Arc<KpiResponse>)]) -> Result<(Vec<u8>, usize), String> {
+    use rust_xlsxwriter::Workbook;
+    let mut book = Workbook::new();
+    let mut total = 0;
+    for (kpi, a) in answers {
+        let info = kpi.info();
+        let sheet = book.add_worksheet();
+        let title: String = info
+            .title_zh
+            .chars()
+            .filter(|c| !"[]:*?/\\（）".contains(*c))
+            .take(31)
+            .collect();
+        sheet.set_name(&title).map_err(|e| e.to_string())?;
+        for (c, h) in COLUMNS_ZH.iter().enumerate().skip(1) {
+            sheet
+                .write_string(0, (c - 1) as u16, *h)
+                .map_err(|e| e.to_string())?;
+        }
+        let rows = cells(&[(*kpi, a.clone())]);
+        for (i, r) in rows.iter().enumerate() {
+            let row = (i + 1) as u32;
+            for (c, v) in r.iter().enumerate().skip(1) {
+                let col = (c - 1) as u16;
+                if c >= 6 && !v.is_empty() {
+                    let num: f64 = v.parse().unwrap_or_default();
+                    sheet
+                        .write_number(row, col, num)
+                        .map_err(|e| e.to_string())?;
+                } else {
+                    sheet.write_string(row, col, v).map_err(|e| e.to_string())?;
+                }
+            }
+        }
+        total += rows.len();
+    }
+    let bytes = book.save_to_buffer().map_err(|e| e.to_string())?;
+    Ok((bytes, total))
+}
+
+fn parquet(answers: &[(Kpi, Arc<KpiResponse>)]) -> Result<(Vec<u8>, usize), String> {
+    let mut kpi = Vec::new();
+    let mut period = Vec::new();
+    let mut area = Vec::new();
+    let mut star: Vec<Option<i64>> = Vec::new();
+    let mut rank: Vec<Option<i64>> = Vec::new();
+    let mut volunteer: Vec<Option<String>> = Vec::new();
+    let (mut value, mut numerator, mut denominator): (
+        Vec<Option<f64>>,
+        Vec<Option<f64>>,
+        Vec<Option<f64>>,
+    ) = (Vec::new(), Vec::new(), Vec::new());
+    for (k, a) in answers {
+        for r in &a.rows {
+            kpi.push(k.name().to_string());
+            period.push(r.period.to_string());
+            area.push(r.area.clone());
+            star.push(r.star.map(i64::from));
+            rank.push(r.rank.map(i64::from));
+            volunteer.push(r.volunteer_id.clone());
+            value.push(r.value.map(Num::as_f64));
+            numerator.push(r.numerator.map(Num::as_f64));
+            denominator.push(r.denominator.map(Num::as_f64));
+        }
+    }
+    let rows = kpi.len();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("kpi", DataType::Utf8, false),
+        Field::new("period", DataType::Utf8, false),
+        Field::new("area", DataType::Utf8, false),
+        Field::new("star", DataType::Int64, true),
+        Field::new("rank", DataType::Int64, true),
+        Field::new("volunteer_id", DataType::Utf8, true),
+        Field::new("value", DataType::Float64, true),
+        Field::new("numerator", DataType::Float64, true),
+        Field::new("denominator", DataType::Float64, true),
+    ]));
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from(kpi)),
+        Arc::new(StringArray::from(period)),
+        Arc::new(StringArray::from(area)),
+        Arc::new(Int64Array::from(star)),
+        Arc::new(Int64Array::from(rank)),
+        Arc::new(StringArray::from(volunteer)),
+        Arc::new(Float64Array::from(value)),
+        Arc::new(Float64Array::from(numerator)),
+        Arc::new(Float64Array::from(denominator)),
+    ];
+    let batch = RecordBatch::try_new(schema.clone(), columns).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    let mut w =
+        parquet::arrow::ArrowWriter::try_new(&mut out, schema, None).map_err(|e| e.to_string())?;
+    w.write(&batch).map_err(|e| e.to_string())?;
+    w.close().map_err(|e| e.to_string())?;
+    Ok((out, rows))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn periods() {
+        let d = |s: &str| s.parse::<NaiveDate>().unwrap();
+        assert_eq!(
+            period_range("2024-02").unwrap(),
+            (d("2024-02-01"), d("2024-02-29"))
+        );
+        assert_eq!(
+            period_range("2024-Q4").unwrap(),
+            (d("2024-10-01"), d("2024-12-31"))
+        );
+        assert_eq!(
+            period_range("2023").unwrap(),
+            (d("2023-01-01"), d("2023-12-31"))
+        );
+        for bad in ["2024-13", "2024-Q5", "24", "2024-3", "march"] {
+            assert!(period_range(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            scheduled_period("previous_month", d("2024-01-01")),
+            "2023-12"
+        );
+        assert_eq!(
+            scheduled_period("previous_quarter", d("2024-02-01")),
+            "2023-Q4"
+        );
+        assert_eq!(
+            scheduled_period("previous_quarter", d("2024-07-01")),
+            "2024-Q2"
+        );
+        assert_eq!(scheduled_period("previous_year", d("2024-01-01")), "2023");
+    }
+}

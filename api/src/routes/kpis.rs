@@ -1,0 +1,128 @@
+//! `GET /v1/kpis`, `GET /v1/kpis/{name}`, `GET /v1/units`, `GET /v1/quality`.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use chrono::NaiveDate;
+use serde::Deserialize;
+use wenming_analytics::encode;
+use wenming_analytics::{Compare, Granularity, Kpi, KpiRequest, Level};
+
+use super::{content_type, format_of};
+use crate::app::AppState;
+use crate::auth::{Caller, Permission};
+use crate::error::ApiError;
+
+pub async fn catalog(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    caller.require(Permission::ReadKpis)?;
+    Ok(Json(state.analytics.catalog()).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct KpiParams {
+    from: Option<String>,
+    to: Option<String>,
+    granularity: Option<String>,
+    level: Option<String>,
+    area: Option<String>,
+    compare: Option<String>,
+    top: Option<String>,
+}
+
+fn date(name: &str, v: Option<String>) -> Result<NaiveDate, ApiError> {
+    let v = v.ok_or_else(|| ApiError::bad_request(format!("`{name}` is required (YYYY-MM-DD)")))?;
+    let bad = || ApiError::bad_request(format!("`{name}` must be a date YYYY-MM-DD, not {v:?}"));
+    if v.len() != 10 {
+        return Err(bad());
+    }
+    v.parse().map_err(|_| bad())
+}
+
+pub async fn kpi(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(name): Path<String>,
+    Query(p): Query<KpiParams>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    caller.require(Permission::ReadKpis)?;
+    let kpi = Kpi::parse(&name).ok_or_else(|| {
+        ApiError::not_found(format!("no KPI named {name:?}; GET /v1/kpis lists them"))
+    })?;
+    let req = KpiRequest {
+        kpi,
+        from: date("from", p.from)?,
+        to: date("to", p.to)?,
+        granularity: p
+            .granularity
+            .as_deref()
+            .unwrap_or("month")
+            .parse::<Granularity>()
+            .map_err(ApiError::bad_request)?,
+        level: p
+            .level
+            .as_deref()
+            .unwrap_or("city")
+            .parse::<Level>()
+            .map_err(ApiError::bad_request)?,
+        area: p.area.filter(|a| !a.is_empty()),
+        compare: p
+            .compare
+            .filter(|c| !c.is_empty())
+            .map(|c| c.parse::<Compare>())
+            .transpose()
+            .map_err(ApiError::bad_request)?,
+        top: p
+            .top
+            .map(|t| {
+                t.parse::<usize>().map_err(|_| {
+                    ApiError::bad_request(format!(
+                        "`top` must be a positive whole number, not {t:?}"
+                    ))
+                })
+            })
+            .transpose()?,
+    };
+    let format = format_of(&headers, false)?;
+    let answer = state.analytics.kpi(&req, &caller.scope).await?;
+    let body = encode::kpi(format, &answer)?;
+    Ok(([(header::CONTENT_TYPE, content_type(format))], body).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct UnitParams {
+    date: Option<String>,
+}
+
+pub async fn units(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Query(p): Query<UnitParams>,
+) -> Result<Response, ApiError> {
+    caller.require(Permission::ReadKpis)?;
+    let date = p
+        .date
+        .filter(|d| !d.is_empty())
+        .map(|d| date("date", Some(d)))
+        .transpose()?;
+    let units = state.analytics.units(&caller.scope, date).await?;
+    Ok(
+        Json(serde_json::json!({"date": date, "scope": caller.scope.to_string(), "units": units}))
+            .into_response(),
+    )
+}
+
+pub async fn quality(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    caller.require(Permission::ReadKpis)?;
+    let report = state.analytics.quality(&caller.scope).await?;
+    Ok(Json(report).into_response())
+}

@@ -1,0 +1,273 @@
+//! `GET /openapi.json`: the OpenAPI 3.1 document, built from the routes' table below and
+//! the KPI catalog (so the `name` parameter lists exactly the KPIs there are).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use serde_json::{Value, json};
+
+use crate::app::AppState;
+
+/// (method, path, summary, auth, parameters, success response schema).
+struct Route {
+    method: &'static str,
+    path: &'static str,
+    summary: &'static str,
+    auth: bool,
+    params: &'static [(&'static str, &'static str, bool, &'static str)],
+    ok: &'static str,
+    body: Option<&'static str>,
+}
+
+const Q: &str = "query";
+const P: &str = "path";
+
+const ROUTES: &[Route] = &[
+    Route {
+        method: "get",
+        path: "/healthz",
+        summary: "The process answers",
+        auth: false,
+        params: &[],
+        ok: "text",
+        body: None,
+    },
+    Route {
+        method: "get",
+        path: "/readyz",
+        summary: "The lake is readable and the broker reachable",
+        auth: false,
+        params: &[],
+        ok: "text",
+        body: None,
+    },
+    Route {
+        method: "get",
+        path: "/metrics",
+        summary: "Prometheus metrics",
+        auth: false,
+        params: &[],
+        ok: "text",
+        body: None,
+    },
+    Route {
+        method: "get",
+        path: "/openapi.json",
+        summary: "This document",
+        auth: false,
+        params: &[],
+        ok: "object",
+        body: None,
+    },
+    Route {
+        method: "get",
+        path: "/v1/kpis",
+        summary: "The KPI catalog",
+        auth: true,
+        params: &[],
+        ok: "Catalog",
+        body: None,
+    },
+    Route {
+        method: "get",
+        path: "/v1/kpis/{name}",
+        summary: "A KPI over periods and areas, in the caller's scope",
+        auth: true,
+        params: &[
+            ("name", P, true, "kpi"),
+            ("from", Q, true, "date"),
+            ("to", Q, true, "date"),
+            ("granularity", Q, false, "granularity"),
+            ("level", Q, false, "level"),
+            ("area", Q, false, "string"),
+            ("compare", Q, false, "compare"),
+            ("top", Q, false, "integer"),
+        ],
+        ok: "KpiResponse",
+        body: None,
+    },
+    Route {
+        method: "get",
+        path: "/v1/units",
+        summary: "The unit tree as of a date",
+        auth: true,
+        params: &[("date", Q, false, "date")],
+        ok: "object",
+        body: None,
+    },
+    Route {
+        method: "get",
+        path: "/v1/quality",
+        summary: "The data-quality report",
+        auth: true,
+        params: &[],
+        ok: "object",
+        body: None,
+    },
+    Route {
+        method: "post",
+        path: "/v1/sql",
+        summary: "Read-only SQL over the published tables (JSON, CSV or Arrow IPC by Accept)",
+        auth: true,
+        params: &[],
+        ok: "array",
+        body: Some("SqlRequest"),
+    },
+    Route {
+        method: "post",
+        path: "/v1/events",
+        summary: "Publish a batch of events (station apps)",
+        auth: true,
+        params: &[],
+        ok: "EventResults",
+        body: Some("EventBatch"),
+    },
+    Route {
+        method: "get",
+        path: "/v1/exports",
+        summary: "Configured exports and their runs",
+        auth: true,
+        params: &[],
+        ok: "array",
+        body: None,
+    },
+    Route {
+        method: "post",
+        path: "/v1/exports/{name}/run",
+        summary: "Run an export for a period",
+        auth: true,
+        params: &[("name", P, true, "string"), ("period", Q, true, "string")],
+        ok: "object",
+        body: None,
+    },
+    Route {
+        method: "get",
+        path: "/v1/exports/{name}/files/{period}/{file}",
+        summary: "A file of an export run",
+        auth: true,
+        params: &[
+            ("name", P, true, "string"),
+            ("period", P, true, "string"),
+            ("file", P, true, "string"),
+        ],
+        ok: "binary",
+        body: None,
+    },
+];
+
+fn schema_of(kind: &str, kpis: &[String]) -> Value {
+    match kind {
+        "date" => json!({"type": "string", "format": "date"}),
+        "integer" => json!({"type": "integer", "minimum": 1}),
+        "kpi" => json!({"type": "string", "enum": kpis}),
+        "granularity" => {
+            json!({"type": "string", "enum": ["day", "week", "month", "quarter", "year", "total"]})
+        }
+        "level" => json!({"type": "string", "enum": ["city", "district", "street", "unit"]}),
+        "compare" => json!({"type": "string", "enum": ["mom", "yoy"]}),
+        "text" => json!({"type": "string"}),
+        "binary" => json!({"type": "string", "format": "binary"}),
+        "object" => json!({"type": "object"}),
+        "array" => json!({"type": "array"}),
+        "string" => json!({"type": "string"}),
+        name => json!({"$ref": format!("#/components/schemas/{name}")}),
+    }
+}
+
+pub fn document(kpis: &[String]) -> Value {
+    let mut paths = serde_json::Map::new();
+    for r in ROUTES {
+        let params: Vec<Value> = r
+            .params
+            .iter()
+            .map(|(name, inn, required, kind)| json!({"name": name, "in": inn, "required": required, "schema": schema_of(kind, kpis)}))
+            .collect();
+        let ok_type = match r.ok {
+            "text" => "text/plain",
+            "binary" => "application/octet-stream",
+            _ => "application/json",
+        };
+        let mut responses = serde_json::Map::new();
+        responses.insert(
+            "200".into(),
+            json!({"description": "OK", "content": {ok_type: {"schema": schema_of(r.ok, kpis)}}}),
+        );
+        let problem = json!({"description": "A problem (RFC 9457)", "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}});
+        for code in ["400", "404", "500"] {
+            responses.insert(code.into(), problem.clone());
+        }
+        if r.auth {
+            responses.insert("401".into(), problem.clone());
+            responses.insert("403".into(), problem.clone());
+        }
+        if r.path == "/readyz" {
+            responses.insert("503".into(), problem.clone());
+        }
+        if r.path == "/v1/sql" {
+            for code in ["406", "408", "429"] {
+                responses.insert(code.into(), problem.clone());
+            }
+        }
+        let mut op = json!({
+            "summary": r.summary,
+            "operationId": format!("{}{}", r.method, r.path.replace(['/', '{', '}', '.'], "_")),
+            "parameters": params,
+            "responses": responses,
+        });
+        if r.auth {
+            op["security"] = json!([{"bearer": []}]);
+        }
+        if let Some(body) = r.body {
+            op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": schema_of(body, kpis)}}});
+        }
+        let entry = paths.entry(r.path.to_string()).or_insert_with(|| json!({}));
+        entry[r.method] = op;
+    }
+    let nullable_number = json!({"type": ["number", "null"]});
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "wenming", "version": env!("CARGO_PKG_VERSION"),
+                 "description": "KPIs, SQL and exports of the New Era Civilization Practice network"},
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "Problem": {"type": "object", "required": ["title", "status", "detail"], "properties": {
+                    "type": {"type": "string"}, "title": {"type": "string"},
+                    "status": {"type": "integer"}, "detail": {"type": "string"}}},
+                "Catalog": {"type": "array", "items": {"type": "object", "required": ["name", "title_zh", "title_en", "unit", "definition"],
+                    "properties": {"name": {"type": "string"}, "title_zh": {"type": "string"}, "title_en": {"type": "string"},
+                                   "group": {"type": "string"}, "unit": {"type": "string"}, "shape": {"type": "string"},
+                                   "definition": {"type": "string"}, "target": {"type": "number"}}}},
+                "KpiResponse": {"type": "object", "required": ["kpi", "from", "to", "granularity", "level", "rows"], "properties": {
+                    "kpi": {"type": "string"}, "from": {"type": "string", "format": "date"}, "to": {"type": "string", "format": "date"},
+                    "granularity": {"type": "string"}, "level": {"type": "string"}, "area": {"type": ["string", "null"]},
+                    "compare": {"type": "string"},
+                    "rows": {"type": "array", "items": {"type": "object", "required": ["period", "area", "value", "numerator", "denominator"],
+                        "properties": {"period": {"type": "string", "format": "date"}, "area": {"type": "string"},
+                            "star": {"type": "integer"}, "rank": {"type": "integer"}, "volunteer_id": {"type": "string"},
+                            "value": nullable_number, "numerator": nullable_number, "denominator": nullable_number,
+                            "previous": nullable_number, "change": nullable_number}}}}},
+                "SqlRequest": {"type": "object", "required": ["sql"], "properties": {"sql": {"type": "string"}}, "additionalProperties": false},
+                "EventBatch": {"type": "array", "items": {"type": "object"}, "maxItems": crate::routes::events::MAX_BATCH},
+                "EventResults": {"type": "object", "required": ["accepted", "rejected", "results"], "properties": {
+                    "accepted": {"type": "integer"}, "rejected": {"type": "integer"},
+                    "results": {"type": "array", "items": {"type": "object", "required": ["index", "status"], "properties": {
+                        "index": {"type": "integer"}, "event_id": {"type": "string"},
+                        "status": {"type": "string", "enum": ["accepted", "rejected"]},
+                        "reason": {"type": "string"}, "message": {"type": "string"}}}}}},
+            }
+        }
+    })
+}
+
+pub async fn openapi(State(state): State<Arc<AppState>>) -> Json<Value> {
+    let kpis: Vec<String> = state
+        .analytics
+        .catalog()
+        .into_iter()
+        .map(|k| k.name.to_string())
+        .collect();
+    Json(document(&kpis))
+}

@@ -1,0 +1,162 @@
+//! `wenming bench kpi`: every KPI at month × district over a year of a city-scale lake,
+//! cold (a freshly opened engine: lake, views and reference data loaded for the
+//! question) and cached (the same question again), beside DuckDB computing all of them
+//! with plain SQL over the same Parquet files (`tests/interop/kpis_duckdb.py`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use chrono::NaiveDate;
+use wenming_analytics::{Analytics, Granularity, Kpi, KpiRequest, Level, Scope, Settings};
+
+#[derive(clap::Args)]
+pub struct KpiBenchArgs {
+    /// The lake to query; generated and imported first when it holds no events.
+    #[arg(long, default_value = "./wenming-bench/city-lake")]
+    lake: PathBuf,
+    /// Scale of the data generated into an empty lake (city ≈ 30 M events).
+    #[arg(long, default_value = "city")]
+    scale: String,
+    #[arg(long, default_value = "2024-01-01")]
+    from: NaiveDate,
+    #[arg(long, default_value = "2024-12-31")]
+    to: NaiveDate,
+    /// How many times each cached question is asked (the median is reported).
+    #[arg(long, default_value_t = 50)]
+    repeat: usize,
+    /// The DuckDB script (needs python3 with duckdb and deltalake); skipped if absent.
+    #[arg(long, default_value = "tests/interop/kpis_duckdb.py")]
+    duckdb_script: PathBuf,
+}
+
+pub fn run(args: KpiBenchArgs) -> anyhow::Result<ExitCode> {
+    if !args.lake.join("service_events").join("_delta_log").is_dir() {
+        prepare(&args)?;
+    }
+    let runtime = tokio::runtime::Runtime::new()?;
+    let mut cold_total = Duration::ZERO;
+    println!(
+        "wenming bench kpi: {} .. {}, month × district, lake {}",
+        args.from,
+        args.to,
+        args.lake.display()
+    );
+    println!(
+        "{:<28} {:>10} {:>12} {:>7}",
+        "kpi", "cold ms", "cached ms", "rows"
+    );
+    for kpi in Kpi::ALL {
+        let req = KpiRequest {
+            kpi: *kpi,
+            from: args.from,
+            to: args.to,
+            granularity: Granularity::Month,
+            level: Level::District,
+            area: None,
+            compare: None,
+            top: None,
+        };
+        let (cold, cached, rows) = runtime.block_on(async {
+            let started = Instant::now();
+            let analytics = Analytics::open(&args.lake, Settings::default()).await?;
+            let answer = analytics.kpi(&req, &Scope::City).await?;
+            let cold = started.elapsed();
+            let mut times = Vec::with_capacity(args.repeat);
+            for _ in 0..args.repeat.max(1) {
+                let t = Instant::now();
+                let again = analytics.kpi(&req, &Scope::City).await?;
+                times.push(t.elapsed());
+                assert_eq!(again.rows.len(), answer.rows.len());
+            }
+            times.sort();
+            anyhow::Ok((cold, times[times.len() / 2], answer.rows.len()))
+        })?;
+        cold_total += cold;
+        println!(
+            "{:<28} {:>10.1} {:>12.4} {:>7}",
+            kpi.name(),
+            ms(cold),
+            ms(cached),
+            rows
+        );
+    }
+    println!("{:<28} {:>10.1}", "all 18, cold", ms(cold_total));
+    match duckdb(&args)? {
+        Some(t) => println!(
+            "DuckDB, all 18 KPIs in one process: {:.1} ms → wenming cold / DuckDB = {:.2}",
+            ms(t),
+            cold_total.as_secs_f64() / t.as_secs_f64()
+        ),
+        None => println!(
+            "DuckDB: not run (python3 with duckdb and deltalake, and the script, are needed)"
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn duckdb(args: &KpiBenchArgs) -> anyhow::Result<Option<Duration>> {
+    let ready = Command::new("python3")
+        .args(["-c", "import duckdb, deltalake"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ready || !args.duckdb_script.is_file() {
+        return Ok(None);
+    }
+    let started = Instant::now();
+    let out = Command::new("python3")
+        .arg(&args.duckdb_script)
+        .arg(&args.lake)
+        .args([
+            &args.from.to_string(),
+            &args.to.to_string(),
+            "month",
+            "district",
+        ])
+        .output()
+        .context("cannot run python3")?;
+    let took = started.elapsed();
+    if !out.status.success() {
+        bail!(
+            "the DuckDB script failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(Some(took))
+}
+
+/// Generate the scale's stream and import it: the benchmark's data.
+fn prepare(args: &KpiBenchArgs) -> anyhow::Result<()> {
+    let exe = std::env::current_exe().context("cannot find the wenming binary")?;
+    let parent = args.lake.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent)?;
+    let file = parent.join(format!("{}.ndjson", args.scale));
+    eprintln!(
+        "preparing: generating {} into {}",
+        args.scale,
+        file.display()
+    );
+    let status = Command::new(&exe)
+        .args(["generate", "--scale", &args.scale, "--seed", "7", "--out"])
+        .arg(&file)
+        .status()?;
+    if !status.success() {
+        bail!("generate failed");
+    }
+    eprintln!("preparing: importing into {}", args.lake.display());
+    let status = Command::new(&exe)
+        .arg("import")
+        .arg(&file)
+        .arg("--lake")
+        .arg(&args.lake)
+        .status()?;
+    if !status.success() {
+        bail!("import failed");
+    }
+    Ok(())
+}

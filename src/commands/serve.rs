@@ -1,0 +1,313 @@
+//! `wenming serve`: the API, and (unless turned off) the ingest loop, the embedded
+//! broker and the export scheduler, in one process. `wenming demo`: serve on embedded
+//! defaults with a generated district streamed through the embedded broker.
+//! `wenming export NAME --period P`: one export run by hand.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use anyhow::{Context, bail};
+use wenming_analytics::sql::SqlLimits;
+use wenming_analytics::{Analytics, Scope, Settings};
+use wenming_api::auth::Tokens;
+use wenming_api::config::{Config, TokenConfig};
+use wenming_api::{AppState, Application};
+use wenming_ingest::consumer::{self, IngestOptions};
+use wenming_ingest::lake::Lake;
+use wenming_ingest::metrics::Metrics;
+
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// Listen address of the API (overrides [server] listen).
+    #[arg(long)]
+    listen: Option<String>,
+}
+
+#[derive(clap::Args)]
+pub struct DemoArgs {
+    /// Where the demo keeps its broker store and lake.
+    #[arg(long, default_value = "./wenming-data")]
+    data: PathBuf,
+    /// Listen address of the API.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// Listen address of the embedded broker.
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    broker: String,
+    /// Scale of the generated network streamed in (tiny, district, city).
+    #[arg(long, default_value = "district")]
+    scale: String,
+}
+
+#[derive(clap::Args)]
+pub struct ExportArgs {
+    /// The export's name (an [[exports]] entry of the settings file).
+    name: String,
+    /// The period: YYYY-MM, YYYY-Qn or YYYY.
+    #[arg(long)]
+    period: String,
+}
+
+fn config_path() -> Option<PathBuf> {
+    // `main` has read --config / WENMING_CONFIG / ./wenming.toml into the environment
+    // for scalar settings; `serve` needs the file itself for [[tokens]] and [[exports]].
+    if let Some(p) = std::env::var_os("WENMING_CONFIG") {
+        return Some(p.into());
+    }
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--config") {
+        return args.get(i + 1).map(PathBuf::from);
+    }
+    if let Some(a) = args.iter().find_map(|a| a.strip_prefix("--config=")) {
+        return Some(a.into());
+    }
+    Path::new("wenming.toml")
+        .exists()
+        .then(|| "wenming.toml".into())
+}
+
+pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let mut config = Config::load(config_path().as_deref())?;
+    if let Some(listen) = args.listen {
+        config.server.listen = listen;
+    }
+    run(config, None)
+}
+
+pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    let mut config = Config::default();
+    config.server.listen = args.listen;
+    config.lake.path = args.data.join("lake");
+    config.broker.data = args.data.join("broker");
+    config.broker.listen = args.broker;
+    config.ingest.brokers = String::new();
+    config.ingest.enabled = true;
+    // A fresh admin token for this run, printed once.
+    let token = format!("demo-{}", uuid::Uuid::now_v7().simple());
+    config.tokens.push(TokenConfig {
+        name: "demo".into(),
+        sha256: wenming_api::auth::hash_hex(&token),
+        role: "admin".into(),
+        scope: "city".into(),
+    });
+    run(
+        config,
+        Some(Demo {
+            token,
+            scale: args.scale,
+        }),
+    )
+}
+
+struct Demo {
+    token: String,
+    scale: String,
+}
+
+pub fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config_path().as_deref())?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let analytics = Arc::new(open_analytics(&config).await?);
+        let tz = wenming_analytics::calendar::parse_tz(&config.analytics.tz)
+            .map_err(anyhow::Error::msg)?;
+        let exports = wenming_api::exports::Exports::new(&config.exports, tz, analytics)?;
+        let manifest = exports.run(&args.name, &args.period, &Scope::City).await?;
+        for f in &manifest.files {
+            println!(
+                "{} ({} rows, {} bytes, sha256 {})",
+                f.name, f.rows, f.bytes, f.sha256
+            );
+        }
+        let dir = exports
+            .get(&args.name)?
+            .output
+            .join(&args.name)
+            .join(&args.period);
+        println!("manifest: {}", dir.join("manifest.json").display());
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn open_analytics(config: &Config) -> anyhow::Result<Analytics> {
+    std::fs::create_dir_all(&config.lake.path).with_context(|| {
+        format!(
+            "cannot create the lake directory {}",
+            config.lake.path.display()
+        )
+    })?;
+    let settings = Settings {
+        tz: wenming_analytics::calendar::parse_tz(&config.analytics.tz)
+            .map_err(anyhow::Error::msg)?,
+        registration_target: config.analytics.registration_target,
+        late_after_hours: config.analytics.late_after_hours,
+        ..Settings::default()
+    };
+    Analytics::open(&config.lake.path, settings)
+        .await
+        .with_context(|| format!("cannot open the lake at {}", config.lake.path.display()))
+}
+
+fn absolute(p: &Path) -> anyhow::Result<PathBuf> {
+    Ok(std::path::absolute(p)?)
+}
+
+fn run(mut config: Config, demo: Option<Demo>) -> anyhow::Result<ExitCode> {
+    let tokens = Tokens::from_config(&config.tokens).map_err(anyhow::Error::msg)?;
+    // Paths become absolute before anything else: the embedded broker works inside its
+    // data directory (tansu opens its SQLite path relative to the working directory).
+    config.lake.path = absolute(&config.lake.path)?;
+    config.broker.data = absolute(&config.broker.data)?;
+    for e in &mut config.exports {
+        e.output = absolute(&e.output)?;
+    }
+    let embedded =
+        config.ingest.brokers.trim().is_empty() && (config.ingest.enabled || demo.is_some());
+    let broker_addr: Option<SocketAddr> = if embedded {
+        let wanted: SocketAddr = config.broker.listen.parse().with_context(|| {
+            format!(
+                "[broker] listen must be host:port, not {:?}",
+                config.broker.listen
+            )
+        })?;
+        let probe = std::net::TcpListener::bind(wanted)
+            .with_context(|| format!("cannot listen on {wanted} for the embedded broker"))?;
+        let addr = probe.local_addr()?;
+        drop(probe);
+        std::fs::create_dir_all(&config.broker.data)?;
+        std::env::set_current_dir(&config.broker.data)?;
+        config.ingest.brokers = addr.to_string();
+        Some(addr)
+    } else {
+        None
+    };
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    // Analyst SQL gets threads of its own (see AppState::sql_runtime).
+    let sql_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("wenming-sql")
+        .enable_all()
+        .build()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    runtime.block_on(async {
+        let _broker = match broker_addr {
+            Some(addr) => {
+                let topics = vec![config.ingest.topic.clone(), format!("{}.dlq", config.ingest.topic)];
+                let task = super::broker::start(addr, url::Url::parse("sqlite:///broker.db")?, &topics, config.broker.partitions).await?;
+                println!("broker: embedded (single node, for development), durable in {}", config.broker.data.display());
+                println!("bootstrap: {addr}   (stations produce here: topic {})", config.ingest.topic);
+                Some(task)
+            }
+            None => None,
+        };
+        let analytics = Arc::new(open_analytics(&config).await?);
+        let brokers = (!config.ingest.brokers.trim().is_empty()).then(|| config.ingest.brokers.clone());
+        let ingest_metrics = Arc::new(Metrics::default());
+        let ingest_thread = if config.ingest.enabled {
+            let brokers = brokers.clone().context("[ingest] enabled needs brokers")?;
+            let mut options = IngestOptions::new(&brokers, &config.ingest.topic, &config.ingest.group);
+            options.partitions = config.broker.partitions;
+            let lake = Lake::new(&config.lake.path);
+            let handle = tokio::runtime::Handle::current();
+            let (stop, metrics) = (stop.clone(), ingest_metrics.clone());
+            println!("ingest: {} → {} (group {})", config.ingest.topic, config.lake.path.display(), config.ingest.group);
+            Some(std::thread::Builder::new().name("wenming-ingest".into()).spawn(move || {
+                let result = consumer::run(&options, &lake, handle, stop, metrics);
+                if let Err(e) = &result {
+                    tracing::error!(error = %e, "ingest stopped");
+                    eprintln!("error: ingest stopped: {e}");
+                }
+                result.is_ok()
+            })?)
+        } else {
+            None
+        };
+        let gateway = match &brokers {
+            Some(b) => Some(wenming_api::gateway::Gateway::new(b, &config.ingest.topic)?),
+            None => None,
+        };
+        let tz = wenming_analytics::calendar::parse_tz(&config.analytics.tz).map_err(anyhow::Error::msg)?;
+        let exports = Arc::new(wenming_api::exports::Exports::new(&config.exports, tz, analytics.clone())?);
+        if config.exports_settings.enabled && !exports.exports.is_empty() {
+            tokio::spawn(exports.clone().schedule(shutdown_rx.clone()));
+            println!("exports: {} scheduled", exports.exports.len());
+        }
+        let state = Arc::new(AppState {
+            analytics: analytics.clone(),
+            tokens,
+            sql_limits: SqlLimits {
+                timeout: std::time::Duration::from_secs(config.sql.timeout_secs.max(1)),
+                max_rows: config.sql.max_rows.max(1),
+                memory_bytes: config.sql.memory_mib.max(16) << 20,
+            },
+            sql_slots: tokio::sync::Semaphore::new(config.sql.max_concurrent.max(1)),
+            sql_runtime: sql_runtime.handle().clone(),
+            gateway,
+            ingest_metrics: config.ingest.enabled.then(|| ingest_metrics.clone()),
+            brokers,
+            exports,
+            requests: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+        });
+        let no_tokens = state.tokens.is_empty();
+        let app = Application::build(&config.server.listen, state)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+        let addr = app.local_addr()?;
+        println!("api: http://{addr}   (GET /openapi.json lists the endpoints)");
+        if no_tokens {
+            println!("note: no [[tokens]] configured, so every /v1 endpoint answers 401; see README (Configuration)");
+        }
+        if let Some(demo) = &demo {
+            println!("token: {}   (admin, city; valid for this run)", demo.token);
+            println!(
+                "try:   curl -H 'Authorization: Bearer {}' 'http://{addr}/v1/kpis/service_hours?from=2024-01-01&to=2024-12-31&granularity=month&level=street'",
+                demo.token
+            );
+            let exe = std::env::current_exe()?;
+            let scale = demo.scale.clone();
+            let bootstrap = config.ingest.brokers.clone();
+            let topic = config.ingest.topic.clone();
+            println!("demo: streaming a generated {scale} network into {bootstrap} (numbers grow as it lands)");
+            std::thread::spawn(move || {
+                let status = std::process::Command::new(exe)
+                    .args(["generate", "--scale", &scale, "--seed", "7", "--brokers", &bootstrap, "--topic", &topic])
+                    .stdout(std::process::Stdio::null())
+                    .status();
+                match status {
+                    Ok(s) if s.success() => println!("demo: the whole stream is in the broker"),
+                    other => eprintln!("demo: generating the stream failed: {other:?}"),
+                }
+            });
+        }
+        let shutdown = {
+            let stop = stop.clone();
+            async move {
+                let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("SIGTERM handler");
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+                eprintln!("stopping: committing the batch in hand");
+                stop.store(true, Ordering::Relaxed);
+                let _ = shutdown_tx.send(true);
+            }
+        };
+        app.run(shutdown).await?;
+        if let Some(t) = ingest_thread {
+            let ok = tokio::task::spawn_blocking(move || t.join().unwrap_or(false)).await.unwrap_or(false);
+            if !ok {
+                bail!("ingest ended with an error");
+            }
+        }
+        anyhow::Ok(())
+    })?;
+    sql_runtime.shutdown_background();
+    Ok(ExitCode::SUCCESS)
+}
