@@ -8,7 +8,7 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -246,6 +246,11 @@ fn tokens_and_roles() {
     assert_eq!(problem["status"], 401);
     assert!(problem["detail"].as_str().unwrap().contains("bearer"));
     assert_eq!(http(a, "GET", "/v1/kpis", Some("wrong"), &[], b"").0, 401);
+    // Tokens in URLs only where turned on (the demo).
+    assert_eq!(
+        http(a, "GET", "/v1/kpis?access_token=d3-viewer", None, &[], b"").0,
+        401
+    );
     // The hash itself is not a token.
     assert_eq!(
         http(
@@ -843,5 +848,51 @@ fn events_gateway_publishes_within_scope_and_ingest_stores_them() {
     }
 }
 
-#[allow(dead_code)]
-fn unused(_: &Path) {}
+/// The README's first command: `wenming demo` brings up the broker, ingest and the API,
+/// streams a generated network in, and the printed URL shows real numbers.
+#[test]
+fn demo_shows_real_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wenming"))
+        .args([
+            "demo",
+            "--scale",
+            "tiny",
+            "--listen",
+            "127.0.0.1:0",
+            "--broker",
+            "127.0.0.1:0",
+            "--data",
+        ])
+        .arg(dir.path().join("data"))
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = loop {
+        let line = lines.next().expect("demo exited").unwrap();
+        if let Some(rest) = line.strip_prefix("open:") {
+            break rest.trim().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    let rest = url.strip_prefix("http://").unwrap();
+    let (addr, path) = rest.split_at(rest.find('/').unwrap());
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let (status, _, body) = http(addr, "GET", path, None, &[], b"");
+        let kpi: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        let hours: f64 = kpi["rows"]
+            .as_array()
+            .map_or(0.0, |r| r.iter().filter_map(|r| r["value"].as_f64()).sum());
+        if status == 200 && hours > 100.0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no numbers yet: {status} {kpi}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -19,6 +19,8 @@ use crate::routes;
 pub struct AppState {
     pub analytics: Arc<Analytics>,
     pub tokens: Tokens,
+    /// Accept `?access_token=` besides the Authorization header (demo only).
+    pub query_token: bool,
     pub sql_limits: SqlLimits,
     /// Analyst queries running at once; a request finding none free gets 429.
     pub sql_slots: tokio::sync::Semaphore,

@@ -189,18 +189,36 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         use axum::extract::FromRef;
         let app = Arc::<crate::app::AppState>::from_ref(state);
-        let header = parts.headers.get(header::AUTHORIZATION).ok_or_else(|| {
-            ApiError::unauthorized("send a bearer token: `Authorization: Bearer <token>`")
-        })?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                ApiError::unauthorized("the Authorization header must be `Bearer <token>`")
-            })?;
+        // RFC 6750 §2.3: `?access_token=` only where turned on (the demo, so that a
+        // printed URL opens in a browser); logs and histories keep URLs.
+        let from_query = app
+            .query_token
+            .then(|| {
+                parts.uri.query().and_then(|q| {
+                    q.split('&')
+                        .find_map(|kv| kv.strip_prefix("access_token="))
+                        .map(str::to_string)
+                })
+            })
+            .flatten();
+        let token = match (parts.headers.get(header::AUTHORIZATION), from_query) {
+            (Some(h), _) => h
+                .to_str()
+                .ok()
+                .and_then(|h| h.strip_prefix("Bearer "))
+                .map(|t| t.trim().to_string())
+                .filter(|t| !t.is_empty())
+                .ok_or_else(|| {
+                    ApiError::unauthorized("the Authorization header must be `Bearer <token>`")
+                })?,
+            (None, Some(t)) => t,
+            (None, None) => {
+                return Err(ApiError::unauthorized(
+                    "send a bearer token: `Authorization: Bearer <token>`",
+                ));
+            }
+        };
+        let token = token.as_str();
         let entry = app
             .tokens
             .find(token)

@@ -502,11 +502,9 @@ fn parquet(answers: &[(Kpi, Arc<KpiResponse>)]) -> Result<(Vec<u8>, usize), Stri
     let mut star: Vec<Option<i64>> = Vec::new();
     let mut rank: Vec<Option<i64>> = Vec::new();
     let mut volunteer: Vec<Option<String>> = Vec::new();
-    let (mut value, mut numerator, mut denominator): (
-        Vec<Option<f64>>,
-        Vec<Option<f64>>,
-        Vec<Option<f64>>,
-    ) = (Vec::new(), Vec::new(), Vec::new());
+    let mut value: Vec<Option<f64>> = Vec::new();
+    let mut numerator: Vec<Option<f64>> = Vec::new();
+    let mut denominator: Vec<Option<f64>> = Vec::new();
     for (k, a) in answers {
         for r in &a.rows {
             kpi.push(k.name().to_string());

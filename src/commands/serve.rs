@@ -80,6 +80,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let mut config = Config::default();
     config.server.listen = args.listen;
+    config.server.query_token = true;
     config.lake.path = args.data.join("lake");
     config.broker.data = args.data.join("broker");
     config.broker.listen = args.broker;
@@ -240,6 +241,7 @@ fn run(mut config: Config, demo: Option<Demo>) -> anyhow::Result<ExitCode> {
         let state = Arc::new(AppState {
             analytics: analytics.clone(),
             tokens,
+            query_token: config.server.query_token,
             sql_limits: SqlLimits {
                 timeout: std::time::Duration::from_secs(config.sql.timeout_secs.max(1)),
                 max_rows: config.sql.max_rows.max(1),
@@ -266,7 +268,11 @@ fn run(mut config: Config, demo: Option<Demo>) -> anyhow::Result<ExitCode> {
         if let Some(demo) = &demo {
             println!("token: {}   (admin, city; valid for this run)", demo.token);
             println!(
-                "try:   curl -H 'Authorization: Bearer {}' 'http://{addr}/v1/kpis/service_hours?from=2024-01-01&to=2024-12-31&granularity=month&level=street'",
+                "open:  http://{addr}/v1/kpis/service_hours?from=2024-01-01&to=2024-12-31&granularity=month&level=street&access_token={}",
+                demo.token
+            );
+            println!(
+                "or:    curl -H 'Authorization: Bearer {}' 'http://{addr}/v1/kpis/participation_rate?from=2024-01-01&to=2024-12-31&level=district'",
                 demo.token
             );
             let exe = std::env::current_exe()?;
@@ -309,5 +315,8 @@ fn run(mut config: Config, demo: Option<Demo>) -> anyhow::Result<ExitCode> {
         anyhow::Ok(())
     })?;
     sql_runtime.shutdown_background();
+    // The embedded broker's store runs blocking tasks that never end on their own;
+    // everything that matters (ingest's last commit) is done by now.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     Ok(ExitCode::SUCCESS)
 }
