@@ -92,6 +92,12 @@ impl Analytics {
     /// Look for new table versions now.
     pub async fn refresh(&self) -> Result<bool, AnalyticsError> {
         let mut house = self.house.lock().await;
+        self.refresh_with(&mut house).await
+    }
+
+    /// Load new versions and publish the new snapshot (its reference data is loaded
+    /// again on first use).
+    async fn refresh_with(&self, house: &mut Lakehouse) -> Result<bool, AnalyticsError> {
         let changed = house.refresh().await?;
         let mut cur = self.current.write().expect("not poisoned");
         if changed {
@@ -109,13 +115,7 @@ impl Analytics {
             >= self.settings.refresh_every;
         if stale && let Ok(mut house) = self.house.try_lock() {
             // Only one refresher; the others answer from what is loaded.
-            let changed = house.refresh().await?;
-            let mut cur = self.current.write().expect("not poisoned");
-            if changed {
-                cur.snapshot = house.snapshot();
-                cur.reference = None;
-            }
-            cur.checked = Instant::now();
+            self.refresh_with(&mut house).await?;
         }
         Ok(self.current.read().expect("not poisoned").snapshot.clone())
     }

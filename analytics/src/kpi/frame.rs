@@ -16,7 +16,7 @@ use datafusion::prelude::SessionContext;
 
 use crate::calendar::{Periods, bucket_of};
 use crate::error::AnalyticsError;
-use crate::reference::{Reference, Volunteer};
+use crate::reference::{Reference, Unit, Volunteer};
 use crate::scope::{Level, Scope};
 
 pub struct Frame<'a> {
@@ -67,21 +67,21 @@ impl<'a> Frame<'a> {
 
     /// Residents of each area at the end of period `p`: open stations only.
     pub fn residents(&self, p: usize) -> HashMap<String, i64> {
-        let end = self.periods.periods[p].end_us;
-        let mut out = HashMap::new();
-        for (u, a) in self.refd.units.iter().zip(&self.area) {
-            if let Some(a) = a
-                && u.is_station()
-                && u.open_at(end)
-            {
-                *out.entry(a.clone()).or_default() += u.residents_at(end);
-            }
-        }
-        out
+        self.sum_over_open_stations(p, |u, end| u.residents_at(end))
     }
 
     /// Open stations of each area at the end of period `p`.
     pub fn open_stations(&self, p: usize) -> HashMap<String, i64> {
+        self.sum_over_open_stations(p, |_, _| 1)
+    }
+
+    /// Per area, the sum of `f(station, end)` over the stations in scope open at the
+    /// end of period `p`.
+    fn sum_over_open_stations(
+        &self,
+        p: usize,
+        f: impl Fn(&Unit, i64) -> i64,
+    ) -> HashMap<String, i64> {
         let end = self.periods.periods[p].end_us;
         let mut out = HashMap::new();
         for (u, a) in self.refd.units.iter().zip(&self.area) {
@@ -89,7 +89,7 @@ impl<'a> Frame<'a> {
                 && u.is_station()
                 && u.open_at(end)
             {
-                *out.entry(a.clone()).or_default() += 1;
+                *out.entry(a.clone()).or_default() += f(u, end);
             }
         }
         out
