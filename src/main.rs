@@ -63,7 +63,8 @@ enum Command {
     /// Durable (SQLite under --data) by default; --memory for throwaway runs. Not for
     /// production: use a real Kafka cluster there (see README).
     Broker(commands::broker::Args),
-    /// Measure throughput (`wenming bench ingest`); figures in docs/benchmarks.md.
+    /// Measure throughput (`wenming bench ingest`, `wenming bench kpi`); figures in
+    /// docs/benchmarks.md.
     #[command(subcommand)]
     Bench(commands::bench::BenchCommand),
     /// Look into the lake (`wenming lake info`).
