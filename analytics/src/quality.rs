@@ -74,88 +74,58 @@ pub async fn report(
         )
         .await?,
     );
-    checks.push(
-        check(
-            ctx,
+    for (name, kind, description) in [
+        (
             "amendments_without_records",
+            "service.amended",
             "service.amended events for a record_id with no service.recorded (not counted)",
-            &format!(
-                "SELECT e.event_id FROM service_events e WHERE {in_scope} \
-                 AND e.\"type\" = 'service.amended' AND e.record_id NOT IN \
-                   (SELECT record_id FROM service_events WHERE \"type\" = 'service.recorded')"
-            ),
-        )
-        .await?,
-    );
-    checks.push(
-        check(
-            ctx,
+        ),
+        (
             "revocations_without_records",
+            "service.revoked",
             "service.revoked events for a record_id with no service.recorded",
-            &format!(
-                "SELECT e.event_id FROM service_events e WHERE {in_scope} \
-                 AND e.\"type\" = 'service.revoked' AND e.record_id NOT IN \
-                   (SELECT record_id FROM service_events WHERE \"type\" = 'service.recorded')"
-            ),
-        )
-        .await?,
-    );
-    let unknown: Vec<String> = Family::ALL
-        .iter()
-        .map(|f| {
-            format!(
-                "SELECT e.event_id FROM {} e WHERE {in_scope} AND e.unit_id NOT IN (SELECT unit_id FROM units)",
-                f.table_name()
-            )
-        })
-        .collect();
-    checks.push(
-        check(
-            ctx,
+        ),
+    ] {
+        let sql = format!(
+            "SELECT e.event_id FROM service_events e WHERE {in_scope} \
+             AND e.\"type\" = '{kind}' AND e.record_id NOT IN \
+               (SELECT record_id FROM service_events WHERE \"type\" = 'service.recorded')"
+        );
+        checks.push(check(ctx, name, description, &sql).await?);
+    }
+    // Checks over every raw table: one SELECT of event ids per table, unioned.
+    let late_us = late_after_hours * 3_600_000_000;
+    for (name, description, condition) in [
+        (
             "events_for_unknown_units",
             "events naming a unit that has no unit.registered (not counted by any KPI)",
-            &unknown.join(" UNION ALL "),
-        )
-        .await?,
-    );
-    let late: Vec<String> = Family::ALL
-        .iter()
-        .map(|f| {
-            format!(
-                "SELECT e.event_id FROM {} e WHERE {in_scope} AND \
-                 CAST(e.ingested_at AS BIGINT) - CAST(e.occurred_at AS BIGINT) > {}",
-                f.table_name(),
-                late_after_hours * 3_600_000_000
-            )
-        })
-        .collect();
-    checks.push(
-        check(
-            ctx,
+            "AND e.unit_id NOT IN (SELECT unit_id FROM units)".to_string(),
+        ),
+        (
             "late_arrivals",
             "events ingested long after they occurred: KPIs of past periods changed when they landed",
-            &late.join(" UNION ALL "),
-        )
-        .await?,
-    );
-    checks.push(
-        check(
-            ctx,
+            format!(
+                "AND CAST(e.ingested_at AS BIGINT) - CAST(e.occurred_at AS BIGINT) > {late_us}"
+            ),
+        ),
+        (
             "duplicate_events_in_lake",
             "event ids stored more than once (outside ingest's dedup window); counted once by every KPI",
-            &Family::ALL
-                .iter()
-                .map(|f| {
-                    format!(
-                        "SELECT e.event_id FROM {} e WHERE {in_scope} GROUP BY e.event_id HAVING count(*) > 1",
-                        f.table_name()
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join(" UNION ALL "),
-        )
-        .await?,
-    );
+            "GROUP BY e.event_id HAVING count(*) > 1".to_string(),
+        ),
+    ] {
+        let sql = Family::ALL
+            .iter()
+            .map(|f| {
+                format!(
+                    "SELECT e.event_id FROM {} e WHERE {in_scope} {condition}",
+                    f.table_name()
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ");
+        checks.push(check(ctx, name, description, &sql).await?);
+    }
     Ok(QualityReport {
         events,
         checks,

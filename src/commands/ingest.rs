@@ -74,13 +74,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         // SIGTERM or Ctrl-C: finish the batch in hand, commit, exit 0.
         let stop = stop.clone();
         runtime.spawn(async move {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    .expect("SIGTERM handler");
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
+            super::terminated().await;
             eprintln!("stopping: committing the batch in hand");
             stop.store(true, Ordering::Relaxed);
         });

@@ -14,3 +14,14 @@ pub mod progress;
 pub mod schema;
 pub mod serve;
 pub mod validate;
+
+/// Resolves on SIGTERM or Ctrl-C: how long-running commands (`ingest`, `serve`) learn
+/// to commit what they hold and stop.
+pub async fn terminated() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

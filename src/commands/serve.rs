@@ -294,12 +294,7 @@ fn run(mut config: Config, demo: Option<Demo>) -> anyhow::Result<ExitCode> {
         let shutdown = {
             let stop = stop.clone();
             async move {
-                let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    .expect("SIGTERM handler");
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
+                super::terminated().await;
                 eprintln!("stopping: committing the batch in hand");
                 stop.store(true, Ordering::Relaxed);
                 let _ = shutdown_tx.send(true);
