@@ -17,6 +17,7 @@ use deltalake::DeltaTable;
 use wenming_schemas::Family;
 use wenming_schemas::lake::table_schema;
 
+use crate::materialized::Materialized;
 use crate::views;
 
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +47,8 @@ pub struct Snapshot {
     pub tables: BTreeMap<&'static str, Arc<dyn TableProvider>>,
     /// Loaded Delta tables, for listing their files (benchmarks, cross-checks).
     pub deltas: BTreeMap<&'static str, DeltaTable>,
+    /// The current-state views, each with the version of the raw table it reads.
+    views: BTreeMap<&'static str, (Option<u64>, Arc<Materialized>)>,
     runtime: Arc<RuntimeEnv>,
     root: PathBuf,
 }
@@ -77,6 +80,7 @@ impl Lakehouse {
                 versions: BTreeMap::new(),
                 tables: BTreeMap::new(),
                 deltas: BTreeMap::new(),
+                views: BTreeMap::new(),
                 runtime,
                 root: PathBuf::new(),
             }),
@@ -167,30 +171,37 @@ impl Lakehouse {
                 .map_err(|e| delta(deltalake::DeltaTableError::Generic(e.to_string())))?;
             tables.insert(name, provider);
         }
-        // Views in dependency order: each is planned against the tables (and views)
-        // registered before it.
+        // A view whose raw table kept its version is carried over as it is (computed
+        // or not); the others are planned again over the new version.
+        let mut materialized = BTreeMap::new();
         for view in views::VIEWS {
-            let plan = ctx
-                .sql(view.sql)
-                .await
-                .map_err(|source| LakehouseError::View {
-                    view: view.name,
-                    source,
-                })?
-                .into_unoptimized_plan();
-            let provider: Arc<dyn TableProvider> =
-                Arc::new(ViewTable::new(plan, Some(view.sql.to_string())));
-            ctx.register_table(view.name, provider.clone())
-                .map_err(|source| LakehouseError::View {
-                    view: view.name,
-                    source,
-                })?;
-            tables.insert(view.name, provider);
+            let version = versions.get(view.reads).copied().flatten();
+            let provider = match self.current.views.get(view.name) {
+                Some((v, m)) if *v == version && version.is_some() => m.clone(),
+                _ => {
+                    let plan = ctx
+                        .sql(view.sql)
+                        .await
+                        .map_err(|source| LakehouseError::View {
+                            view: view.name,
+                            source,
+                        })?
+                        .into_optimized_plan()
+                        .map_err(|source| LakehouseError::View {
+                            view: view.name,
+                            source,
+                        })?;
+                    Arc::new(Materialized::new(view.name, plan, self.runtime.clone()))
+                }
+            };
+            tables.insert(view.name, provider.clone() as Arc<dyn TableProvider>);
+            materialized.insert(view.name, (version, provider));
         }
         Ok(Snapshot {
             versions,
             tables,
             deltas: self.deltas.clone(),
+            views: materialized,
             runtime: self.runtime.clone(),
             root: self.root.clone(),
         })
@@ -283,6 +294,19 @@ impl Snapshot {
             .map_err(view_err(view.name))?;
         }
         Ok(ctx)
+    }
+
+    /// A current-state view of this snapshot.
+    pub fn view(&self, name: &str) -> Option<&Arc<Materialized>> {
+        self.views.get(name).map(|(_, m)| m)
+    }
+
+    /// Compute every view not yet computed (a server warming up after new data).
+    pub async fn materialize(&self) -> datafusion::error::Result<()> {
+        for (_, view) in self.views.values() {
+            view.rows().await?;
+        }
+        Ok(())
     }
 
     /// The versions as one string, for cache keys and manifests.

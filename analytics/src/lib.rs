@@ -13,7 +13,8 @@
 //! - `calendar`: periods in the configured time zone, comparisons.
 //! - `scope`: levels and scopes; a scope is applied inside every query.
 //! - `lakehouse`: the Delta tables and views, refreshed when versions change.
-//! - `views`: the current-state views' SQL.
+//! - `views`: the current-state views' SQL; `materialized`: each view computed once per
+//!   version of its raw table, on first use.
 //! - `reference`: units and volunteers in memory, asked "as of" a moment.
 //! - `kpi`: the catalog, the frame of a question, the measures, the answer's rows.
 //! - `quality`: the data-quality report; `runs`: what ingest counted.
@@ -28,6 +29,7 @@ pub mod engine;
 pub mod error;
 pub mod kpi;
 pub mod lakehouse;
+pub mod materialized;
 pub mod quality;
 pub mod reference;
 pub mod runs;

@@ -1,7 +1,13 @@
 //! `wenming bench kpi`: every KPI at month × district over a year of a city-scale lake,
-//! cold (a freshly opened engine: lake, views and reference data loaded for the
-//! question) and cached (the same question again), beside DuckDB computing all of them
-//! with plain SQL over the same Parquet files (`tests/interop/kpis_duckdb.py`).
+//! cold and cached, beside DuckDB computing all of them with plain SQL over the same
+//! Parquet files (`tests/interop/kpis_duckdb.py`).
+//!
+//! Cold is measured two ways. By default one engine is opened and asked the 18 KPIs in
+//! turn: each first answer is cold (no cached answer), and the views a KPI reads are
+//! computed by the first KPI that needs them, which is what the DuckDB script does too
+//! (it builds its tables once, then answers all 18), so the two totals compare. With
+//! `--fresh-engine` every KPI gets a newly opened engine: the worst case, a question
+//! right after a restart.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -26,6 +32,9 @@ pub struct KpiBenchArgs {
     /// How many times each cached question is asked (the median is reported).
     #[arg(long, default_value_t = 50)]
     repeat: usize,
+    /// Open a new engine for every KPI (cold includes computing its views).
+    #[arg(long)]
+    fresh_engine: bool,
     /// The DuckDB script (needs python3 with duckdb and deltalake); skipped if absent.
     #[arg(long, default_value = "tests/interop/kpis_duckdb.py")]
     duckdb_script: PathBuf,
@@ -38,11 +47,21 @@ pub fn run(args: KpiBenchArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new()?;
     let mut cold_total = Duration::ZERO;
     println!(
-        "wenming bench kpi: {} .. {}, month × district, lake {}",
+        "wenming bench kpi: {} .. {}, month × district, lake {}{}",
         args.from,
         args.to,
-        args.lake.display()
+        args.lake.display(),
+        if args.fresh_engine {
+            ", a fresh engine per KPI"
+        } else {
+            ", one engine"
+        }
     );
+    let started = Instant::now();
+    let mut engine = Some(runtime.block_on(Analytics::open(&args.lake, Settings::default()))?);
+    let opened = started.elapsed();
+    cold_total += opened;
+    println!("engine opened (Delta logs read) in {:.1} ms", ms(opened));
     println!(
         "{:<28} {:>10} {:>12} {:>7}",
         "kpi", "cold ms", "cached ms", "rows"
@@ -60,7 +79,11 @@ pub fn run(args: KpiBenchArgs) -> anyhow::Result<ExitCode> {
         };
         let (cold, cached, rows) = runtime.block_on(async {
             let started = Instant::now();
-            let analytics = Analytics::open(&args.lake, Settings::default()).await?;
+            if args.fresh_engine {
+                engine = None; // its memory back before the next one loads
+                engine = Some(Analytics::open(&args.lake, Settings::default()).await?);
+            }
+            let analytics = engine.as_ref().expect("opened above");
             let answer = analytics.kpi(&req, &Scope::City).await?;
             let cold = started.elapsed();
             let mut times = Vec::with_capacity(args.repeat);
@@ -82,7 +105,7 @@ pub fn run(args: KpiBenchArgs) -> anyhow::Result<ExitCode> {
             rows
         );
     }
-    println!("{:<28} {:>10.1}", "all 18, cold", ms(cold_total));
+    println!("{:<28} {:>10.1}", "all 18, cold (with open)", ms(cold_total));
     match duckdb(&args)? {
         Some(t) => println!(
             "DuckDB, all 18 KPIs in one process: {:.1} ms → wenming cold / DuckDB = {:.2}",

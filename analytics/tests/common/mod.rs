@@ -21,6 +21,14 @@ pub struct Stream {
 }
 
 impl Stream {
+    /// A stream whose event ids continue after `n` (a second import into one lake).
+    pub fn after(n: u64) -> Stream {
+        Stream {
+            lines: Vec::new(),
+            next: n,
+        }
+    }
+
     /// The next generated event id (increasing: later events have greater ids).
     pub fn next_id(&mut self) -> String {
         self.next += 1;
@@ -145,6 +153,18 @@ pub async fn lake_with(stream: &Stream, rejected: u64) -> (tempfile::TempDir, An
         .await
         .unwrap();
     (dir, analytics)
+}
+
+/// Import one more stream into the lake of `lake_of` (new table versions).
+pub async fn import_more(dir: &tempfile::TempDir, stream: &Stream) {
+    let file = dir.path().join("more.ndjson");
+    stream.write(&file);
+    let lake = wenming_ingest::lake::Lake::new(dir.path().join("lake"));
+    let mut rejects = Vec::new();
+    let stats = wenming_ingest::import::import_file(&file, &lake, &Default::default(), &mut rejects, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(stats.rejected, 0, "{}", String::from_utf8_lossy(&rejects));
 }
 
 pub fn d(s: &str) -> NaiveDate {
