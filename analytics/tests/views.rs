@@ -16,16 +16,35 @@ const AT: &str = "2024-03-01T09:00:00+08:00";
 #[tokio::test]
 async fn a_view_is_computed_again_only_when_its_table_changes() {
     let mut s = Stream::default();
-    s.unit("S1", "station", None, "330203001001", Some(100), "2024-01-01T00:00:00+08:00");
+    s.unit(
+        "S1",
+        "station",
+        None,
+        "330203001001",
+        Some(100),
+        "2024-01-01T00:00:00+08:00",
+    );
     s.volunteer("V1", "S1", "2024-01-02T00:00:00+08:00");
     s.record("R1", "V1", "S1", AT, 90);
     let (dir, a) = lake_of(&s).await;
-    let hours = req("service_hours", "2024-03-01", "2024-03-31", Total, Level::City);
-    assert_rows(&ask(&a, &hours).await, &[("2024-03-01", "city", Some(1.5), None, None)]);
+    let hours = req(
+        "service_hours",
+        "2024-03-01",
+        "2024-03-31",
+        Total,
+        Level::City,
+    );
+    assert_rows(
+        &ask(&a, &hours).await,
+        &[("2024-03-01", "city", Some(1.5), None, None)],
+    );
 
     let first = a.snapshot().await.unwrap();
     let records = first.view("service_records").unwrap().clone();
-    assert!(records.is_computed(), "the question computed service_records");
+    assert!(
+        records.is_computed(),
+        "the question computed service_records"
+    );
     assert!(
         !first.view("orders").unwrap().is_computed(),
         "no question read orders, so it is not computed"
@@ -42,7 +61,10 @@ async fn a_view_is_computed_again_only_when_its_table_changes() {
     import_more(&dir, &more).await;
     assert!(a.refresh().await.unwrap(), "a new unit_events version");
     let second = a.snapshot().await.unwrap();
-    assert!(Arc::ptr_eq(&records, second.view("service_records").unwrap()));
+    assert!(Arc::ptr_eq(
+        &records,
+        second.view("service_records").unwrap()
+    ));
     assert!(!Arc::ptr_eq(
         first.view("units").unwrap(),
         second.view("units").unwrap()
@@ -54,6 +76,12 @@ async fn a_view_is_computed_again_only_when_its_table_changes() {
     import_more(&dir, &more).await;
     assert!(a.refresh().await.unwrap());
     let third = a.snapshot().await.unwrap();
-    assert!(!Arc::ptr_eq(&records, third.view("service_records").unwrap()));
-    assert_rows(&ask(&a, &hours).await, &[("2024-03-01", "city", Some(2.0), None, None)]);
+    assert!(!Arc::ptr_eq(
+        &records,
+        third.view("service_records").unwrap()
+    ));
+    assert_rows(
+        &ask(&a, &hours).await,
+        &[("2024-03-01", "city", Some(2.0), None, None)],
+    );
 }

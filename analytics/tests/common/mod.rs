@@ -161,9 +161,15 @@ pub async fn import_more(dir: &tempfile::TempDir, stream: &Stream) {
     stream.write(&file);
     let lake = wenming_ingest::lake::Lake::new(dir.path().join("lake"));
     let mut rejects = Vec::new();
-    let stats = wenming_ingest::import::import_file(&file, &lake, &Default::default(), &mut rejects, |_| {})
-        .await
-        .unwrap();
+    let stats = wenming_ingest::import::import_file(
+        &file,
+        &lake,
+        &Default::default(),
+        &mut rejects,
+        |_| {},
+    )
+    .await
+    .unwrap();
     assert_eq!(stats.rejected, 0, "{}", String::from_utf8_lossy(&rejects));
 }
 
