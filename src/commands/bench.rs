@@ -25,6 +25,8 @@ pub enum BenchCommand {
     Ingest(IngestArgs),
     /// Every KPI at month × district over a year, cold and cached, beside DuckDB.
     Kpi(super::bench_kpi::KpiBenchArgs),
+    /// Requests/s and p50/p99 of the KPI endpoint, cached and cold, over real sockets.
+    Api(super::bench_api::ApiBenchArgs),
 }
 
 #[derive(clap::Args)]
@@ -47,6 +49,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
     match command {
         BenchCommand::Ingest(args) => ingest(args),
         BenchCommand::Kpi(args) => super::bench_kpi::run(args),
+        BenchCommand::Api(args) => super::bench_api::run(args),
     }
 }
 

@@ -42,7 +42,7 @@ pub struct KpiBenchArgs {
 
 pub fn run(args: KpiBenchArgs) -> anyhow::Result<ExitCode> {
     if !args.lake.join("service_events").join("_delta_log").is_dir() {
-        prepare(&args)?;
+        prepare(&args.lake, &args.scale)?;
     }
     let runtime = tokio::runtime::Runtime::new()?;
     let mut cold_total = Duration::ZERO;
@@ -105,7 +105,11 @@ pub fn run(args: KpiBenchArgs) -> anyhow::Result<ExitCode> {
             rows
         );
     }
-    println!("{:<28} {:>10.1}", "all 18, cold (with open)", ms(cold_total));
+    println!(
+        "{:<28} {:>10.1}",
+        "all 18, cold (with open)",
+        ms(cold_total)
+    );
     match duckdb(&args)? {
         Some(t) => println!(
             "DuckDB, all 18 KPIs in one process: {:.1} ms → wenming cold / DuckDB = {:.2}",
@@ -153,30 +157,26 @@ fn duckdb(args: &KpiBenchArgs) -> anyhow::Result<Option<Duration>> {
     Ok(Some(took))
 }
 
-/// Generate the scale's stream and import it: the benchmark's data.
-fn prepare(args: &KpiBenchArgs) -> anyhow::Result<()> {
+/// Generate the scale's stream and import it into `lake`: the benchmark's data.
+pub(crate) fn prepare(lake: &Path, scale: &str) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("cannot find the wenming binary")?;
-    let parent = args.lake.parent().unwrap_or(Path::new("."));
+    let parent = lake.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent)?;
-    let file = parent.join(format!("{}.ndjson", args.scale));
-    eprintln!(
-        "preparing: generating {} into {}",
-        args.scale,
-        file.display()
-    );
+    let file = parent.join(format!("{scale}.ndjson"));
+    eprintln!("preparing: generating {scale} into {}", file.display());
     let status = Command::new(&exe)
-        .args(["generate", "--scale", &args.scale, "--seed", "7", "--out"])
+        .args(["generate", "--scale", scale, "--seed", "7", "--out"])
         .arg(&file)
         .status()?;
     if !status.success() {
         bail!("generate failed");
     }
-    eprintln!("preparing: importing into {}", args.lake.display());
+    eprintln!("preparing: importing into {}", lake.display());
     let status = Command::new(&exe)
         .arg("import")
         .arg(&file)
         .arg("--lake")
-        .arg(&args.lake)
+        .arg(lake)
         .status()?;
     if !status.success() {
         bail!("import failed");

@@ -1,6 +1,7 @@
 //! One module per subcommand: parse → call the crates → print.
 
 pub mod bench;
+pub mod bench_api;
 pub mod bench_kpi;
 pub mod broker;
 pub mod generate;
