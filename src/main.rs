@@ -63,7 +63,7 @@ enum Command {
     /// Durable (SQLite under --data) by default; --memory for throwaway runs. Not for
     /// production: use a real Kafka cluster there (see README).
     Broker(commands::broker::Args),
-    /// Measure throughput (`wenming bench ingest`, `wenming bench kpi`); figures in
+    /// Measure throughput (`wenming bench ingest`, `bench kpi`, `bench api`); figures in
     /// docs/benchmarks.md.
     #[command(subcommand)]
     Bench(commands::bench::BenchCommand),

@@ -1,6 +1,7 @@
 //! The one HTTP error type, mapped once to RFC 9457 problem details
 //! (`application/problem+json`). 5xx details are logged, not sent.
 
+use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use wenming_analytics::AnalyticsError;
@@ -46,6 +47,24 @@ impl From<AnalyticsError> for ApiError {
                 )
             }
         }
+    }
+}
+
+// The extractors' own rejections (a malformed query string, a body over the size limit)
+// are plain text by default; handlers take `Result<Query<_>, _>` / `Result<Bytes, _>` and
+// turn them into problems here, keeping axum's status code and its message.
+impl From<QueryRejection> for ApiError {
+    fn from(e: QueryRejection) -> ApiError {
+        ApiError::new(e.status(), format!("bad query string: {}", e.body_text()))
+    }
+}
+
+impl From<BytesRejection> for ApiError {
+    fn from(e: BytesRejection) -> ApiError {
+        ApiError::new(
+            e.status(),
+            format!("cannot read the body: {}", e.body_text()),
+        )
     }
 }
 

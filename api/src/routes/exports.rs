@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use axum::Json;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -78,9 +79,10 @@ pub async fn run(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(name): Path<String>,
-    Query(p): Query<RunParams>,
+    query: Result<Query<RunParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     caller.require(Permission::RunExports)?;
+    let Query(p) = query?;
     let period = p
         .period
         .ok_or_else(|| ApiError::bad_request("`period` is required: YYYY-MM, YYYY-Qn or YYYY"))?;

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use axum::Json;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
@@ -48,10 +49,11 @@ pub async fn kpi(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(name): Path<String>,
-    Query(p): Query<KpiParams>,
+    query: Result<Query<KpiParams>, QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     caller.require(Permission::ReadKpis)?;
+    let Query(p) = query?;
     let kpi = Kpi::parse(&name).ok_or_else(|| {
         ApiError::not_found(format!("no KPI named {name:?}; GET /v1/kpis lists them"))
     })?;
@@ -103,14 +105,12 @@ pub struct UnitParams {
 pub async fn units(
     State(state): State<Arc<AppState>>,
     caller: Caller,
-    Query(p): Query<UnitParams>,
+    query: Result<Query<UnitParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     caller.require(Permission::ReadKpis)?;
-    let date = p
-        .date
-        .filter(|d| !d.is_empty())
-        .map(|d| date("date", Some(d)))
-        .transpose()?;
+    let Query(p) = query?;
+    // An empty `date=` is refused like any other non-date, as the schema says.
+    let date = p.date.map(|d| date("date", Some(d))).transpose()?;
     let units = state.analytics.units(&caller.scope, date).await?;
     Ok(
         Json(serde_json::json!({"date": date, "scope": caller.scope.to_string(), "units": units}))

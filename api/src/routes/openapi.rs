@@ -189,9 +189,18 @@ pub fn document(kpis: &[String]) -> Value {
             _ => "application/json",
         };
         let mut responses = serde_json::Map::new();
+        let mut content = json!({ok_type: {"schema": schema_of(r.ok, kpis)}});
+        // KPI rows and SQL results also come as CSV, SQL results as Arrow IPC (by Accept).
+        if matches!(r.path, "/v1/kpis/{name}" | "/v1/sql") {
+            content["text/csv"] = json!({"schema": {"type": "string"}});
+        }
+        if r.path == "/v1/sql" {
+            content["application/vnd.apache.arrow.stream"] =
+                json!({"schema": {"type": "string", "format": "binary"}});
+        }
         responses.insert(
             "200".into(),
-            json!({"description": "OK", "content": {ok_type: {"schema": schema_of(r.ok, kpis)}}}),
+            json!({"description": "OK", "content": content}),
         );
         let problem = json!({"description": "A problem (RFC 9457)", "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}});
         for code in ["400", "404", "500"] {
@@ -204,10 +213,15 @@ pub fn document(kpis: &[String]) -> Value {
         if r.path == "/readyz" {
             responses.insert("503".into(), problem.clone());
         }
-        if r.path == "/v1/sql" {
-            for code in ["406", "408", "429"] {
-                responses.insert(code.into(), problem.clone());
-            }
+        // Bodies over the size limit; the events gateway without a broker.
+        let extra: &[&str] = match r.path {
+            "/v1/sql" => &["406", "408", "413", "429"],
+            "/v1/events" => &["413", "503"],
+            "/v1/kpis/{name}" => &["406"],
+            _ => &[],
+        };
+        for code in extra {
+            responses.insert((*code).into(), problem.clone());
         }
         let mut op = json!({
             "summary": r.summary,
@@ -250,7 +264,9 @@ pub fn document(kpis: &[String]) -> Value {
                             "value": nullable_number, "numerator": nullable_number, "denominator": nullable_number,
                             "previous": nullable_number, "change": nullable_number}}}}},
                 "SqlRequest": {"type": "object", "required": ["sql"], "properties": {"sql": {"type": "string"}}, "additionalProperties": false},
-                "EventBatch": {"type": "array", "items": {"type": "object"}, "maxItems": crate::routes::events::MAX_BATCH},
+                "EventBatch": {"type": "array", "maxItems": crate::routes::events::MAX_BATCH,
+                    "description": "Events of the contract. Each is judged on its own: an item that is not a valid event (not even an object) is rejected in its result, and the others still go through.",
+                    "items": {"description": "an event object"}},
                 "EventResults": {"type": "object", "required": ["accepted", "rejected", "results"], "properties": {
                     "accepted": {"type": "integer"}, "rejected": {"type": "integer"},
                     "results": {"type": "array", "items": {"type": "object", "required": ["index", "status"], "properties": {

@@ -33,9 +33,10 @@ pub async fn sql(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
     caller.require(Permission::Sql)?;
+    let body = body?;
     let body: SqlBody = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(format!(
             "the body must be JSON {{\"sql\": \"SELECT ...\"}}: {e}"
