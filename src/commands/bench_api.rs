@@ -71,9 +71,18 @@ fn start_server(lake: &std::path::Path) -> anyhow::Result<Server> {
         ),
     )?;
     let exe = std::env::current_exe().context("cannot find the wenming binary")?;
-    let mut child = Command::new(exe)
+    let mut command = Command::new(exe);
+    // Our own settings (from a ./wenming.toml where the bench was started) are in the
+    // environment, where they would win over the benchmark's file: not for the child.
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("WENMING_") {
+            command.env_remove(name);
+        }
+    }
+    let mut child = command
         .arg("serve")
-        .env("WENMING_CONFIG", &config)
+        .arg("--config")
+        .arg(&config)
         .current_dir(dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
