@@ -11,7 +11,11 @@ use std::sync::Arc;
 
 use datafusion::catalog::view::ViewTable;
 use datafusion::catalog::{MemTable, TableProvider};
-use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+
+/// The memory the engine's own queries (views, KPIs) may hold before spilling to disk.
+const ENGINE_MEMORY_BYTES: usize = 8 << 30;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use deltalake::DeltaTable;
 use wenming_schemas::Family;
@@ -71,7 +75,15 @@ impl Lakehouse {
                 message: "no such directory (ingest or import into it first)".into(),
             });
         }
-        let runtime = Arc::new(RuntimeEnv::default());
+        // Views and KPI questions share one memory pool: sorts and aggregates spill to
+        // disk past it instead of growing until the kernel kills the process.
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_pool(Arc::new(FairSpillPool::new(ENGINE_MEMORY_BYTES)))
+            .build_arc()
+            .map_err(|e| LakehouseError::Path {
+                path: root.clone(),
+                message: format!("cannot set up the query runtime: {e}"),
+            })?;
         let mut house = Lakehouse {
             root,
             runtime: runtime.clone(),
