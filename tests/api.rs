@@ -185,8 +185,8 @@ fn token_config() -> String {
     out
 }
 
-/// Import the fixture into a fresh lake and start `wenming serve` on it.
-fn serve(extra: &str) -> Server {
+/// A fresh directory with the fixture imported into `lake/` in it.
+fn fixture_lake() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_path_buf();
     std::fs::write(path.join("events.ndjson"), fixture()).unwrap();
@@ -196,6 +196,12 @@ fn serve(extra: &str) -> Server {
         "--lake",
         path.join("lake").to_str().unwrap(),
     ]));
+    (dir, path)
+}
+
+/// Import the fixture into a fresh lake and start `wenming serve` on it.
+fn serve(extra: &str) -> Server {
+    let (dir, path) = fixture_lake();
     let config = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\n[lake]\npath = \"{}\"\n[ingest]\nenabled = false\n[sql]\ntimeout_secs = 2\nmax_concurrent = 2\n{extra}\n{}",
         path.join("lake").display(),
@@ -777,15 +783,7 @@ fn bad_requests_get_clear_problems_and_openapi_lists_every_endpoint() {
 /// ingest loop, and out again through a KPI.
 #[test]
 fn events_gateway_publishes_within_scope_and_ingest_stores_them() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().to_path_buf();
-    std::fs::write(path.join("events.ndjson"), fixture()).unwrap();
-    ok(&wenming(&[
-        "import",
-        path.join("events.ndjson").to_str().unwrap(),
-        "--lake",
-        path.join("lake").to_str().unwrap(),
-    ]));
+    let (dir, path) = fixture_lake();
     let config = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\n[lake]\npath = \"{}\"\n[broker]\nlisten = \"127.0.0.1:0\"\ndata = \"{}\"\npartitions = 2\n{}",
         path.join("lake").display(),
@@ -918,15 +916,7 @@ fn openapi_document_holds_under_schemathesis() {
     }
     // Everything on, so that every operation can answer: the embedded broker behind
     // the events gateway, and an export to run and fetch.
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().to_path_buf();
-    std::fs::write(path.join("events.ndjson"), fixture()).unwrap();
-    ok(&wenming(&[
-        "import",
-        path.join("events.ndjson").to_str().unwrap(),
-        "--lake",
-        path.join("lake").to_str().unwrap(),
-    ]));
+    let (dir, path) = fixture_lake();
     let config = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\n[lake]\npath = \"{}\"\n[broker]\nlisten = \"127.0.0.1:0\"\ndata = \"{}\"\npartitions = 2\n\
          [sql]\ntimeout_secs = 5\n\

@@ -130,7 +130,16 @@ pub async fn lake_of(stream: &Stream) -> (tempfile::TempDir, Analytics) {
 /// As `lake_of`, for a stream with `rejected` lines the contract refuses.
 pub async fn lake_with(stream: &Stream, rejected: u64) -> (tempfile::TempDir, Analytics) {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("events.ndjson");
+    import_into(&dir, "events.ndjson", stream, rejected).await;
+    let analytics = Analytics::open(dir.path().join("lake"), Settings::default())
+        .await
+        .unwrap();
+    (dir, analytics)
+}
+
+/// Write `stream` to `file` in `dir` and import it into `dir/lake`.
+async fn import_into(dir: &tempfile::TempDir, file: &str, stream: &Stream, rejected: u64) {
+    let file = dir.path().join(file);
     stream.write(&file);
     let lake = wenming_ingest::lake::Lake::new(dir.path().join("lake"));
     let mut rejects = Vec::new();
@@ -149,28 +158,11 @@ pub async fn lake_with(stream: &Stream, rejected: u64) -> (tempfile::TempDir, An
         "fixture lines rejected: {}",
         String::from_utf8_lossy(&rejects)
     );
-    let analytics = Analytics::open(dir.path().join("lake"), Settings::default())
-        .await
-        .unwrap();
-    (dir, analytics)
 }
 
 /// Import one more stream into the lake of `lake_of` (new table versions).
 pub async fn import_more(dir: &tempfile::TempDir, stream: &Stream) {
-    let file = dir.path().join("more.ndjson");
-    stream.write(&file);
-    let lake = wenming_ingest::lake::Lake::new(dir.path().join("lake"));
-    let mut rejects = Vec::new();
-    let stats = wenming_ingest::import::import_file(
-        &file,
-        &lake,
-        &Default::default(),
-        &mut rejects,
-        |_| {},
-    )
-    .await
-    .unwrap();
-    assert_eq!(stats.rejected, 0, "{}", String::from_utf8_lossy(&rejects));
+    import_into(dir, "more.ndjson", stream, 0).await;
 }
 
 pub fn d(s: &str) -> NaiveDate {
