@@ -85,3 +85,137 @@ async fn a_view_is_computed_again_only_when_its_table_changes() {
         &[("2024-03-01", "city", Some(2.0), None, None)],
     );
 }
+
+/// Latest wins in `service_records` along each path the view takes: a record recorded
+/// once, recorded again (later, or at the same instant with a greater event id), and
+/// amendments that tie with the recording or precede a re-recording.
+#[tokio::test]
+async fn service_records_take_the_latest_recording_and_amendment() {
+    let mut s = Stream::default();
+    s.unit(
+        "S1",
+        "station",
+        None,
+        "330203001001",
+        Some(100),
+        "2024-01-01T00:00:00+08:00",
+    );
+    s.unit(
+        "S2",
+        "station",
+        None,
+        "330203001002",
+        Some(100),
+        "2024-01-01T00:00:00+08:00",
+    );
+    let recorded =
+        |s: &mut Stream, id: Option<&str>, record: &str, unit: &str, at: &str, minutes: i64| {
+            let data = json!({"record_id": record, "volunteer_id": "V1",
+            "started_at": "2024-03-01T08:00:00+08:00", "ended_at": "2024-03-02T08:00:00+08:00",
+            "minutes": minutes});
+            match id {
+                Some(id) => s.ev_id(id, "service.recorded", at, unit, data),
+                None => {
+                    s.ev("service.recorded", at, unit, data);
+                }
+            }
+        };
+    let amended = |s: &mut Stream, id: &str, record: &str, at: &str, minutes: i64| {
+        s.ev_id(
+            id,
+            "service.amended",
+            at,
+            "S1",
+            json!({"record_id": record, "minutes": minutes}),
+        );
+    };
+    // R1: recorded once.
+    recorded(&mut s, None, "R1", "S1", AT, 90);
+    // R2: recorded again a day later at another unit: the second recording wins whole.
+    recorded(&mut s, None, "R2", "S1", AT, 90);
+    recorded(&mut s, None, "R2", "S2", "2024-03-02T09:00:00+08:00", 60);
+    // R3: two recordings at one instant: the greater event id wins (it comes first here).
+    recorded(
+        &mut s,
+        Some("00000000-0000-7000-8000-0000000000f2"),
+        "R3",
+        "S2",
+        AT,
+        45,
+    );
+    recorded(
+        &mut s,
+        Some("00000000-0000-7000-8000-0000000000f1"),
+        "R3",
+        "S1",
+        AT,
+        30,
+    );
+    // R4: an amendment at the recording's instant with a greater event id wins ...
+    recorded(
+        &mut s,
+        Some("00000000-0000-7000-8000-0000000000e1"),
+        "R4",
+        "S1",
+        AT,
+        100,
+    );
+    amended(&mut s, "00000000-0000-7000-8000-0000000000e2", "R4", AT, 40);
+    // R5: ... one with a smaller event id does not, though it is counted.
+    recorded(
+        &mut s,
+        Some("00000000-0000-7000-8000-0000000000d2"),
+        "R5",
+        "S1",
+        AT,
+        100,
+    );
+    amended(&mut s, "00000000-0000-7000-8000-0000000000d1", "R5", AT, 40);
+    // R6: amended, then recorded again later: the recording is the latest.
+    recorded(&mut s, None, "R6", "S1", AT, 100);
+    amended(
+        &mut s,
+        "00000000-0000-7000-8000-0000000000c1",
+        "R6",
+        "2024-03-02T09:00:00+08:00",
+        20,
+    );
+    recorded(&mut s, None, "R6", "S1", "2024-03-03T09:00:00+08:00", 70);
+    let (_dir, a) = lake_of(&s).await;
+
+    let result = a
+        .sql(
+            "SELECT record_id, unit_id, recorded_minutes, minutes, amendments \
+             FROM service_records ORDER BY record_id",
+            &wenming_analytics::Scope::City,
+            &wenming_analytics::sql::SqlLimits::default(),
+        )
+        .await
+        .unwrap();
+    let text = arrow::util::pretty::pretty_format_batches(&result.batches)
+        .unwrap()
+        .to_string();
+    let rows: Vec<Vec<String>> = text
+        .lines()
+        .filter(|l| l.starts_with("| R"))
+        .map(|l| {
+            l.split('|')
+                .map(|c| c.trim().to_string())
+                .filter(|c| !c.is_empty())
+                .collect()
+        })
+        .collect();
+    let expected = [
+        ["R1", "S1", "90", "90", "0"],
+        ["R2", "S2", "60", "60", "0"],
+        ["R3", "S2", "45", "45", "0"],
+        ["R4", "S1", "100", "40", "1"],
+        ["R5", "S1", "100", "100", "1"],
+        ["R6", "S1", "70", "70", "1"],
+    ];
+    assert_eq!(
+        rows,
+        expected.map(|r| r.map(String::from).to_vec()).to_vec(),
+        "{text}"
+    );
+}

@@ -192,6 +192,10 @@ pub struct SqlArgs {
     /// Stop the query after this many seconds.
     #[arg(long, default_value_t = 300)]
     pub timeout_secs: u64,
+    /// Memory the query may hold (MiB) before its sorts and aggregates spill to disk;
+    /// past that it fails with an error naming the operator.
+    #[arg(long, default_value_t = 512)]
+    pub memory_mib: usize,
 }
 
 pub fn sql(args: SqlArgs) -> anyhow::Result<ExitCode> {
@@ -199,7 +203,7 @@ pub fn sql(args: SqlArgs) -> anyhow::Result<ExitCode> {
     let limits = SqlLimits {
         timeout: std::time::Duration::from_secs(args.timeout_secs),
         max_rows: args.max_rows,
-        ..SqlLimits::default()
+        memory_bytes: args.memory_mib.max(16) << 20,
     };
     let result = runtime.block_on(async {
         let analytics = args.analytics.open().await?;
