@@ -17,7 +17,7 @@ use wenming_schemas::Family;
 use crate::batch::{FamilyBatch, Provenance};
 use crate::dedup::{DEFAULT_WINDOW, RecentIds, Seen};
 use crate::lake::{Lake, LakeError, Position};
-use crate::ndjson::{CHUNK_BYTES, NdjsonReader, decode_chunk};
+use crate::ndjson::{CHUNK_BYTES, Chunk, NdjsonReader, decode_chunk};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
@@ -137,7 +137,7 @@ pub async fn import_file(
     let mut committed = lake.positions(&app_id).await?;
 
     let file = File::open(path).map_err(read_err)?;
-    let mut reader = NdjsonReader::new(BufReader::with_capacity(1 << 20, file));
+    let reader = NdjsonReader::new(BufReader::with_capacity(1 << 20, file));
     // Seeded with what the lake holds (from Kafka or other files), so that an event
     // stored by any source is stored once.
     let mut ids = RecentIds::new(options.dedup_window);
@@ -146,19 +146,22 @@ pub async fn import_file(
     }
     let mut batches: HashMap<Family, (FamilyBatch, i64)> = HashMap::new();
     let mut buffered = 0usize;
+    let mut in_flight: Option<Flush> = None;
     let mut stats = ImportStats::default();
     let ingested_at_us = chrono::Utc::now().timestamp_micros();
     let mut run_log = crate::runs::RunLog::start(lake.root(), "import", &app_id);
 
-    loop {
-        let chunk = reader.next_chunk(CHUNK_BYTES).map_err(read_err)?;
-        if chunk.is_empty() {
-            break;
-        }
-        // Decoding runs on every core; what follows is in file order.
-        for (record, decoded) in chunk.iter().zip(decode_chunk(&chunk)) {
+    let (mut decoded_chunks, recycle) = decode_ahead(reader);
+    while let Some(next) = decoded_chunks.recv().await {
+        let Decoded {
+            chunk,
+            events: decoded,
+            bytes_read,
+        } = next.map_err(read_err)?;
+        // What follows is in file order, while the next chunks are decoded.
+        for (record, decoded) in chunk.iter().zip(&decoded) {
             stats.read += 1;
-            let line = record.as_record().number() as i64;
+            let line = record.number() as i64;
             let event = match decoded {
                 Ok(event) => event,
                 Err(rejection) => {
@@ -197,7 +200,7 @@ pub async fn import_file(
                 .entry(family)
                 .or_insert_with(|| (FamilyBatch::new(family), 0));
             batch.push(
-                &event,
+                event,
                 Provenance {
                     partition: None,
                     offset: None,
@@ -208,72 +211,158 @@ pub async fn import_file(
             *last = line;
             buffered += 1;
         }
+        // Freeing a chunk's events is a free per string, on memory the decoding
+        // threads allocated: done there, not on this thread, which all the others wait for.
+        let recycle = recycle.clone();
+        rayon::spawn(move || {
+            drop(decoded);
+            let _ = recycle.send(chunk);
+        });
         if buffered >= options.batch_rows {
-            flush(lake, &app_id, &mut batches, &mut committed, &mut stats).await?;
-            run_log.update(&stats.run_counts());
+            // One flush in flight while the next rows are decoded: a commit's position
+            // names the one before it, so the previous flush lands first.
+            if let Some(previous) = in_flight.take() {
+                previous.land(&mut committed, &mut stats).await?;
+                run_log.update(&stats.run_counts());
+            }
+            in_flight = Some(Flush::start(lake, &app_id, &mut batches, &committed)?);
             buffered = 0;
         }
-        progress(reader.bytes_read());
+        progress(bytes_read);
     }
-    flush(lake, &app_id, &mut batches, &mut committed, &mut stats).await?;
+    if let Some(previous) = in_flight.take() {
+        previous.land(&mut committed, &mut stats).await?;
+    }
+    Flush::start(lake, &app_id, &mut batches, &committed)?
+        .land(&mut committed, &mut stats)
+        .await?;
     run_log.update(&stats.run_counts());
-    progress(reader.bytes_read());
     rejects.flush().map_err(ImportError::Rejects)?;
     Ok(stats)
 }
 
-/// Commits every family with buffered rows, each with its position in the file. The
-/// tables are independent (each has its own positions), so their commits run
-/// concurrently: most of a commit is encoding Parquet, and that uses every core.
-async fn flush(
-    lake: &Lake,
-    app_id: &str,
-    batches: &mut HashMap<Family, (FamilyBatch, i64)>,
-    committed: &mut BTreeMap<Family, Option<i64>>,
-    stats: &mut ImportStats,
-) -> Result<(), ImportError> {
-    let mut families: Vec<Family> = batches
-        .iter()
-        .filter(|(_, (b, _))| !b.is_empty())
-        .map(|(f, _)| *f)
-        .collect();
-    families.sort();
-    let mut commits = Vec::new();
-    for family in families {
-        let (batch, last) = batches.get_mut(&family).expect("listed above");
-        let rows = batch.len() as u64;
-        let record_batch = batch.finish().map_err(|source| ImportError::Batch {
-            table: family.table_name(),
-            source,
-        })?;
-        let position = Position {
-            app_id: app_id.to_owned(),
-            version: *last,
-            expected: committed[&family],
-        };
-        let lake = lake.clone();
-        let task =
-            tokio::spawn(async move { lake.commit(family, vec![record_batch], &[position]).await });
-        commits.push((family, rows, *last, task));
-    }
-    // Every commit is awaited before an error is returned, so the positions recorded
-    // here match what reached the lake.
-    let mut first_error = None;
-    for (family, rows, last, task) in commits {
-        match task.await {
-            Ok(Ok(_version)) => {
-                committed.insert(family, Some(last));
-                stats.stored += rows;
-                stats.commits += 1;
-                *stats.by_table.entry(family.table_name()).or_default() += rows;
-            }
-            Ok(Err(e)) => {
-                first_error.get_or_insert(ImportError::Lake(e));
-            }
-            Err(join) => {
-                first_error.get_or_insert(ImportError::Task(join.to_string()));
+/// A chunk of lines and their decoded events, in the chunk's order.
+struct Decoded {
+    chunk: Chunk,
+    events: Vec<Result<wenming_schemas::Event, wenming_schemas::Rejection>>,
+    /// Bytes of the file read up to the end of the chunk (for progress).
+    bytes_read: u64,
+}
+
+/// Reads and decodes the file ahead, on a thread of its own (decoding on every core),
+/// while the caller dedups and routes the chunk before. Two chunks wait at most, so
+/// memory stays bounded. Spent chunks sent back on the second channel are refilled.
+fn decode_ahead(
+    mut reader: NdjsonReader<BufReader<File>>,
+) -> (
+    tokio::sync::mpsc::Receiver<std::io::Result<Decoded>>,
+    std::sync::mpsc::Sender<Chunk>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    let (recycle, spent) = std::sync::mpsc::channel::<Chunk>();
+    std::thread::spawn(move || {
+        loop {
+            let chunk = match reader
+                .next_chunk_reusing(CHUNK_BYTES, spent.try_recv().unwrap_or_default())
+            {
+                Ok(chunk) if chunk.is_empty() => return,
+                Ok(chunk) => chunk,
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+            };
+            let events = decode_chunk(&chunk);
+            let decoded = Decoded {
+                chunk,
+                events,
+                bytes_read: reader.bytes_read(),
+            };
+            // The importer stopped (an error): nothing more to read.
+            if tx.blocking_send(Ok(decoded)).is_err() {
+                return;
             }
         }
+    });
+    (rx, recycle)
+}
+
+/// The commits of one flush: every family with buffered rows, each with its position in
+/// the file. The tables are independent (each has its own positions), so their commits
+/// run concurrently, and beside the decoding of the rows that follow: most of a commit
+/// is encoding Parquet, and that uses every core.
+struct Flush {
+    commits: Vec<Commit>,
+}
+
+/// One table's commit of a flush: its rows, the last line it covers, the task.
+type Commit = (
+    Family,
+    u64,
+    i64,
+    tokio::task::JoinHandle<Result<i64, LakeError>>,
+);
+
+impl Flush {
+    fn start(
+        lake: &Lake,
+        app_id: &str,
+        batches: &mut HashMap<Family, (FamilyBatch, i64)>,
+        committed: &BTreeMap<Family, Option<i64>>,
+    ) -> Result<Flush, ImportError> {
+        let mut families: Vec<Family> = batches
+            .iter()
+            .filter(|(_, (b, _))| !b.is_empty())
+            .map(|(f, _)| *f)
+            .collect();
+        families.sort();
+        let mut commits = Vec::new();
+        for family in families {
+            let (batch, last) = batches.get_mut(&family).expect("listed above");
+            let rows = batch.len() as u64;
+            let record_batch = batch.finish().map_err(|source| ImportError::Batch {
+                table: family.table_name(),
+                source,
+            })?;
+            let position = Position {
+                app_id: app_id.to_owned(),
+                version: *last,
+                expected: committed[&family],
+            };
+            let lake = lake.clone();
+            let task =
+                tokio::spawn(
+                    async move { lake.commit(family, vec![record_batch], &[position]).await },
+                );
+            commits.push((family, rows, *last, task));
+        }
+        Ok(Flush { commits })
     }
-    first_error.map_or(Ok(()), Err)
+
+    /// Waits for every commit, then records what reached the lake. Every commit is
+    /// awaited before an error is returned, so the positions recorded match the lake.
+    async fn land(
+        self,
+        committed: &mut BTreeMap<Family, Option<i64>>,
+        stats: &mut ImportStats,
+    ) -> Result<(), ImportError> {
+        let mut first_error = None;
+        for (family, rows, last, task) in self.commits {
+            match task.await {
+                Ok(Ok(_version)) => {
+                    committed.insert(family, Some(last));
+                    stats.stored += rows;
+                    stats.commits += 1;
+                    *stats.by_table.entry(family.table_name()).or_default() += rows;
+                }
+                Ok(Err(e)) => {
+                    first_error.get_or_insert(ImportError::Lake(e));
+                }
+                Err(join) => {
+                    first_error.get_or_insert(ImportError::Task(join.to_string()));
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
 }

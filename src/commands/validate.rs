@@ -80,7 +80,7 @@ fn tally(input: impl BufRead, size: Option<u64>) -> io::Result<Report> {
                     let reason = rejection.reason();
                     *report.rejected.entry(reason.clone()).or_default() += 1;
                     report.rejections.push(RejectedLine {
-                        line: record.as_record().number(),
+                        line: record.number(),
                         reason,
                         message: rejection.message,
                     });
