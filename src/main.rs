@@ -8,12 +8,6 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// mimalloc instead of the system allocator: decoding events allocates and frees many
-/// small strings on several threads, where glibc's malloc showed up as a tenth of the
-/// import's time.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// wenming: event-sourced analytics for the New Era Civilization Practice network
 /// (新时代文明实践). Stations send events; wenming checks them against the event contract,
 /// keeps them in a Delta Lake, and computes the KPIs that civilization offices oversee.
