@@ -273,3 +273,63 @@ async fn optimize_and_vacuum_keep_every_row_and_position() {
     let again = text(wenming(&["import", f, "--lake", l]));
     assert!(again.contains(" = stored 0 + "), "{again}");
 }
+
+/// `wenming sql` holds a query to `--memory-mib`: past it the query fails with a
+/// sentence saying so (and the operator), not an out-of-memory kill, and the same limit
+/// answers a small query.
+#[test]
+fn sql_stops_a_query_over_its_memory_limit_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("events.ndjson");
+    let lake = dir.path().join("lake");
+    let (f, l) = (file.to_str().unwrap(), lake.to_str().unwrap());
+    assert!(
+        wenming(&["generate", "--seed", "5", "--out", f])
+            .status
+            .success()
+    );
+    assert!(wenming(&["import", f, "--lake", l]).status.success());
+
+    // One string of every pair of check-ins: an aggregate that cannot spill, far
+    // over 16 MiB.
+    let pairs = "SELECT length(string_agg(a.event_id || b.event_id, ',')) \
+                 FROM attendance_events a CROSS JOIN attendance_events b";
+    let out = wenming(&[
+        "sql",
+        "--lake",
+        l,
+        "--memory-mib",
+        "16",
+        "--timeout-secs",
+        "120",
+        pairs,
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("needed more memory than its limit"),
+        "{stderr}"
+    );
+
+    let out = wenming(&[
+        "sql",
+        "--lake",
+        l,
+        "--memory-mib",
+        "16",
+        "--format",
+        "csv",
+        "SELECT count(*) AS n FROM units",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let n: u64 = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .nth(1)
+        .and_then(|l| l.trim().parse().ok())
+        .expect("a count");
+    assert!(n > 0);
+}
