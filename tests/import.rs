@@ -180,17 +180,30 @@ async fn an_import_killed_again_and_again_still_stores_each_event_once() {
 
 /// Small commits leave many small files; `lake optimize` compacts them without changing
 /// a row or a position, and `lake vacuum` deletes the old files only past its guard.
-#[tokio::test]
-async fn optimize_and_vacuum_keep_every_row_and_position() {
+/// A generated stream (seed `seed`) in a temp dir: the dir, the file, where its lake goes.
+fn generated(seed: u64) -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("events.ndjson");
-    let lake = dir.path().join("lake");
-    let (f, l) = (file.to_str().unwrap(), lake.to_str().unwrap());
+    let out = wenming(&[
+        "generate",
+        "--seed",
+        &seed.to_string(),
+        "--out",
+        file.to_str().unwrap(),
+    ]);
     assert!(
-        wenming(&["generate", "--seed", "8", "--out", f])
-            .status
-            .success()
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
+    let lake = dir.path().join("lake");
+    (dir, file, lake)
+}
+
+#[tokio::test]
+async fn optimize_and_vacuum_keep_every_row_and_position() {
+    let (_dir, file, lake) = generated(8);
+    let (f, l) = (file.to_str().unwrap(), lake.to_str().unwrap());
     assert!(
         wenming(&["import", f, "--lake", l, "--batch-rows", "2000"])
             .status
@@ -279,15 +292,8 @@ async fn optimize_and_vacuum_keep_every_row_and_position() {
 /// answers a small query.
 #[test]
 fn sql_stops_a_query_over_its_memory_limit_with_a_clear_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("events.ndjson");
-    let lake = dir.path().join("lake");
+    let (_dir, file, lake) = generated(5);
     let (f, l) = (file.to_str().unwrap(), lake.to_str().unwrap());
-    assert!(
-        wenming(&["generate", "--seed", "5", "--out", f])
-            .status
-            .success()
-    );
     assert!(wenming(&["import", f, "--lake", l]).status.success());
 
     // One string of every pair of check-ins: an aggregate that cannot spill, far

@@ -13,17 +13,22 @@ use wenming_analytics::Level;
 
 const AT: &str = "2024-03-01T09:00:00+08:00";
 
-#[tokio::test]
-async fn a_view_is_computed_again_only_when_its_table_changes() {
-    let mut s = Stream::default();
+/// A station of 100 residents, registered at the start of 2024.
+fn station(s: &mut Stream, id: &str, area: &str) {
     s.unit(
-        "S1",
+        id,
         "station",
         None,
-        "330203001001",
+        area,
         Some(100),
         "2024-01-01T00:00:00+08:00",
     );
+}
+
+#[tokio::test]
+async fn a_view_is_computed_again_only_when_its_table_changes() {
+    let mut s = Stream::default();
+    station(&mut s, "S1", "330203001001");
     s.volunteer("V1", "S1", "2024-01-02T00:00:00+08:00");
     s.record("R1", "V1", "S1", AT, 90);
     let (dir, a) = lake_of(&s).await;
@@ -92,22 +97,8 @@ async fn a_view_is_computed_again_only_when_its_table_changes() {
 #[tokio::test]
 async fn service_records_take_the_latest_recording_and_amendment() {
     let mut s = Stream::default();
-    s.unit(
-        "S1",
-        "station",
-        None,
-        "330203001001",
-        Some(100),
-        "2024-01-01T00:00:00+08:00",
-    );
-    s.unit(
-        "S2",
-        "station",
-        None,
-        "330203001002",
-        Some(100),
-        "2024-01-01T00:00:00+08:00",
-    );
+    station(&mut s, "S1", "330203001001");
+    station(&mut s, "S2", "330203001002");
     let recorded =
         |s: &mut Stream, id: Option<&str>, record: &str, unit: &str, at: &str, minutes: i64| {
             let data = json!({"record_id": record, "volunteer_id": "V1",
