@@ -151,88 +151,97 @@ pub async fn import_file(
     let ingested_at_us = chrono::Utc::now().timestamp_micros();
     let mut run_log = crate::runs::RunLog::start(lake.root(), "import", &app_id);
 
-    let (mut decoded_chunks, recycle) = decode_ahead(reader);
-    while let Some(next) = decoded_chunks.recv().await {
-        let Decoded {
-            chunk,
-            events: decoded,
-            bytes_read,
-        } = next.map_err(read_err)?;
-        // What follows is in file order, while the next chunks are decoded.
-        for (record, decoded) in chunk.iter().zip(&decoded) {
-            stats.read += 1;
-            let line = record.number() as i64;
-            let event = match decoded {
-                Ok(event) => event,
-                Err(rejection) => {
-                    stats.rejected += 1;
-                    *stats
-                        .rejected_by_reason
-                        .entry(rejection.reason())
-                        .or_default() += 1;
-                    let entry = serde_json::json!({
-                        "line": line, "reason": rejection.reason(),
-                        "message": rejection.message, "raw": record.text()
-                    });
-                    writeln!(rejects, "{entry}").map_err(ImportError::Rejects)?;
+    // The loop runs in a block of its own so that, whatever error ends it, the flush
+    // in flight lands first: the counts then name everything that reached the lake.
+    let routed: Result<(), ImportError> = async {
+        let (mut decoded_chunks, recycle) = decode_ahead(reader);
+        while let Some(next) = decoded_chunks.recv().await {
+            let Decoded {
+                chunk,
+                events: decoded,
+                bytes_read,
+            } = next.map_err(read_err)?;
+            // What follows is in file order, while the next chunks are decoded.
+            for (record, decoded) in chunk.iter().zip(&decoded) {
+                stats.read += 1;
+                let line = record.number() as i64;
+                let event = match decoded {
+                    Ok(event) => event,
+                    Err(rejection) => {
+                        stats.rejected += 1;
+                        *stats
+                            .rejected_by_reason
+                            .entry(rejection.reason())
+                            .or_default() += 1;
+                        let entry = serde_json::json!({
+                            "line": line, "reason": rejection.reason(),
+                            "message": rejection.message, "raw": record.text()
+                        });
+                        writeln!(rejects, "{entry}").map_err(ImportError::Rejects)?;
+                        continue;
+                    }
+                };
+                // The window learns lines already committed too, to recognise their
+                // re-sends further down the file.
+                let seen = ids.insert(event.event_id.as_u128());
+                let family = event.event_type().family();
+                if committed[&family].is_some_and(|done| line <= done) {
+                    // Committed by an earlier import of this file: its re-sends were
+                    // duplicates then too.
+                    if seen == Seen::ThisRun {
+                        stats.duplicates += 1;
+                    } else {
+                        stats.already_stored += 1;
+                    }
                     continue;
                 }
-            };
-            // The window learns lines already committed too, to recognise their
-            // re-sends further down the file.
-            let seen = ids.insert(event.event_id.as_u128());
-            let family = event.event_type().family();
-            if committed[&family].is_some_and(|done| line <= done) {
-                // Committed by an earlier import of this file: its re-sends were
-                // duplicates then too.
-                if seen == Seen::ThisRun {
+                if seen != Seen::New {
                     stats.duplicates += 1;
-                } else {
-                    stats.already_stored += 1;
+                    continue;
                 }
-                continue;
+                let (batch, last) = batches
+                    .entry(family)
+                    .or_insert_with(|| (FamilyBatch::new(family), 0));
+                batch.push(
+                    event,
+                    Provenance {
+                        partition: None,
+                        offset: None,
+                        ingested_at_us,
+                    },
+                    record.len(),
+                );
+                *last = line;
+                buffered += 1;
             }
-            if seen != Seen::New {
-                stats.duplicates += 1;
-                continue;
+            // Freeing a chunk's events is a free per string, on memory the decoding
+            // threads allocated: done there, not on this thread, which all the others wait for.
+            let recycle = recycle.clone();
+            rayon::spawn(move || {
+                drop(decoded);
+                let _ = recycle.send(chunk);
+            });
+            if buffered >= options.batch_rows {
+                // One flush in flight while the next rows are decoded: a commit's position
+                // names the one before it, so the previous flush lands first.
+                if let Some(previous) = in_flight.take() {
+                    previous.land(&mut committed, &mut stats).await?;
+                    run_log.update(&stats.run_counts());
+                }
+                in_flight = Some(Flush::start(lake, &app_id, &mut batches, &committed)?);
+                buffered = 0;
             }
-            let (batch, last) = batches
-                .entry(family)
-                .or_insert_with(|| (FamilyBatch::new(family), 0));
-            batch.push(
-                event,
-                Provenance {
-                    partition: None,
-                    offset: None,
-                    ingested_at_us,
-                },
-                record.len(),
-            );
-            *last = line;
-            buffered += 1;
+            progress(bytes_read);
         }
-        // Freeing a chunk's events is a free per string, on memory the decoding
-        // threads allocated: done there, not on this thread, which all the others wait for.
-        let recycle = recycle.clone();
-        rayon::spawn(move || {
-            drop(decoded);
-            let _ = recycle.send(chunk);
-        });
-        if buffered >= options.batch_rows {
-            // One flush in flight while the next rows are decoded: a commit's position
-            // names the one before it, so the previous flush lands first.
-            if let Some(previous) = in_flight.take() {
-                previous.land(&mut committed, &mut stats).await?;
-                run_log.update(&stats.run_counts());
-            }
-            in_flight = Some(Flush::start(lake, &app_id, &mut batches, &committed)?);
-            buffered = 0;
-        }
-        progress(bytes_read);
+        Ok(())
     }
+    .await;
     if let Some(previous) = in_flight.take() {
-        previous.land(&mut committed, &mut stats).await?;
+        let landed = previous.land(&mut committed, &mut stats).await;
+        run_log.update(&stats.run_counts());
+        landed?;
     }
+    routed?;
     Flush::start(lake, &app_id, &mut batches, &committed)?
         .land(&mut committed, &mut stats)
         .await?;
