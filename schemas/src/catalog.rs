@@ -4,12 +4,12 @@
 //! Schema builders read.
 
 use serde::Serialize;
-use serde_json::{Map, Value};
 
 use crate::field::{
     AreaCode, Bounded, Category, Channel, CheckInMethod, FeedbackKind, Field, FieldKind,
     FieldValue, Gender, Id, Level, Role, Text, Timestamp,
 };
+use crate::json::Object;
 use crate::rejection::Rejection;
 
 /// The largest integer JSON readers in every language hold exactly (2^53 - 1).
@@ -118,7 +118,7 @@ macro_rules! catalog {
                     $(f(stringify!($field), Field::value(&self.$field));)*
                 }
 
-                fn decode(data: &Map<String, Value>) -> Result<Self, Rejection> {
+                fn decode(data: &Object<'_>) -> Result<Self, Rejection> {
                     Ok($variant {
                         $($field: <$ty as Field>::decode_field(
                             data.get(stringify!($field)),
@@ -164,7 +164,7 @@ macro_rules! catalog {
 
             pub(crate) fn decode_data(
                 self,
-                data: &Map<String, Value>,
+                data: &Object<'_>,
             ) -> Result<EventData, Rejection> {
                 match self { $(EventType::$variant => $variant::decode(data).map(EventData::$variant)),* }
             }

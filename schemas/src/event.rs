@@ -1,12 +1,13 @@
 //! The envelope and the one decode entry point: bytes → [`Event`] or [`Rejection`].
 
 use serde::ser::{Serialize, SerializeMap, Serializer};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use uuid::Uuid;
 
 use crate::catalog::{EventData, EventType};
 use crate::field::{Field, Id, Text, Timestamp};
-use crate::rejection::{RejectCode, Rejection, json_kind};
+use crate::json::{Json, Object};
+use crate::rejection::{RejectCode, Rejection};
 
 /// Messages larger than this (1 MiB) are refused with `too_large`.
 pub const MAX_EVENT_BYTES: usize = 1 << 20;
@@ -68,21 +69,25 @@ pub fn decode(bytes: &[u8]) -> Result<Event, Rejection> {
             ),
         ));
     }
-    let value: Value = serde_json::from_slice(bytes).map_err(|e| {
+    let json = Json::parse(bytes).map_err(|e| {
         Rejection::new(
             RejectCode::NotJson,
             format!("message is not valid JSON: {e}"),
         )
     })?;
-    decode_value(&value)
+    decode_json(&json)
 }
 
 /// Decodes an already parsed JSON value (the size rule is the caller's).
 pub fn decode_value(value: &Value) -> Result<Event, Rejection> {
-    let Value::Object(obj) = value else {
+    decode_json(&Json::from(value))
+}
+
+fn decode_json(value: &Json<'_>) -> Result<Event, Rejection> {
+    let Json::Object(obj) = value else {
         return Err(Rejection::new(
             RejectCode::NotObject,
-            format!("an event must be a JSON object, got {}", json_kind(value)),
+            format!("an event must be a JSON object, got {}", value.kind()),
         ));
     };
 
@@ -94,8 +99,8 @@ pub fn decode_value(value: &Value) -> Result<Event, Rejection> {
     let unit_id = Id::decode_field(obj.get("unit_id"), "unit_id")?;
     let source = Option::<Text>::decode_field(obj.get("source"), "source")?;
     let data = match obj.get("data") {
-        None | Some(Value::Null) => return Err(Rejection::missing("data")),
-        Some(Value::Object(data)) => data,
+        None | Some(Json::Null) => return Err(Rejection::missing("data")),
+        Some(Json::Object(data)) => data,
         Some(other) => return Err(Rejection::bad_type("data", "an object", other)),
     };
 
@@ -111,10 +116,10 @@ pub fn decode_value(value: &Value) -> Result<Event, Rejection> {
     Ok(event)
 }
 
-fn check_schema_version(value: Option<&Value>) -> Result<(), Rejection> {
+fn check_schema_version(value: Option<&Json<'_>>) -> Result<(), Rejection> {
     match value {
-        None | Some(Value::Null) => Err(Rejection::missing("schema_version")),
-        Some(Value::Number(n)) => {
+        None | Some(Json::Null) => Err(Rejection::missing("schema_version")),
+        Some(Json::Number(n)) => {
             if n.as_i64() == Some(SCHEMA_VERSION) || n.as_f64() == Some(SCHEMA_VERSION as f64) {
                 Ok(())
             } else {
@@ -134,10 +139,10 @@ fn check_schema_version(value: Option<&Value>) -> Result<(), Rejection> {
 
 /// Event ids are UUIDs in their standard hyphenated text form (any version, any case),
 /// kept in lower case so a re-send in other letters is still the same event.
-fn decode_event_id(value: Option<&Value>) -> Result<Uuid, Rejection> {
+fn decode_event_id(value: Option<&Json<'_>>) -> Result<Uuid, Rejection> {
     let s = match value {
-        None | Some(Value::Null) => return Err(Rejection::missing("event_id")),
-        Some(Value::String(s)) => s,
+        None | Some(Json::Null) => return Err(Rejection::missing("event_id")),
+        Some(Json::String(s)) => s,
         Some(other) => return Err(Rejection::bad_type("event_id", "a string", other)),
     };
     match Uuid::try_parse(s) {
@@ -149,10 +154,10 @@ fn decode_event_id(value: Option<&Value>) -> Result<Uuid, Rejection> {
     }
 }
 
-fn decode_type(value: Option<&Value>) -> Result<EventType, Rejection> {
+fn decode_type(value: Option<&Json<'_>>) -> Result<EventType, Rejection> {
     let s = match value {
-        None | Some(Value::Null) => return Err(Rejection::missing("type")),
-        Some(Value::String(s)) => s,
+        None | Some(Json::Null) => return Err(Rejection::missing("type")),
+        Some(Json::String(s)) => s,
         Some(other) => return Err(Rejection::bad_type("type", "a string", other)),
     };
     EventType::parse(s).ok_or_else(|| {
@@ -164,11 +169,11 @@ fn decode_type(value: Option<&Value>) -> Result<EventType, Rejection> {
 }
 
 /// The rules that tie two fields together.
-fn check_rules(event: &Event, data: &Map<String, Value>) -> Result<(), Rejection> {
+fn check_rules(event: &Event, data: &Object<'_>) -> Result<(), Rejection> {
     // "Where data carries a unit_id, it must equal the envelope's": for every type, not
     // only those that define the field. An event must not claim two owners.
     match data.get("unit_id") {
-        None | Some(Value::Null) => {}
+        None | Some(Json::Null) => {}
         Some(inner) if inner.as_str() == Some(event.unit_id.as_str()) => {}
         Some(inner) => {
             return Err(Rejection::bad_value(

@@ -5,9 +5,9 @@
 
 use std::fmt;
 
+use crate::json::Json;
 use chrono::{DateTime, Datelike, FixedOffset, Timelike, Utc};
 use serde::{Serialize, Serializer};
-use serde_json::Value;
 
 use crate::rejection::Rejection;
 
@@ -50,7 +50,7 @@ pub trait Field: Sized {
 
     /// Decode from the JSON value found under `name`, `None` when the key is absent.
     /// A JSON `null` counts as absent: for a required field that is `missing_field`.
-    fn decode_field(value: Option<&Value>, name: &'static str) -> Result<Self, Rejection>;
+    fn decode_field(value: Option<&Json<'_>>, name: &'static str) -> Result<Self, Rejection>;
 
     /// Used by serde's `skip_serializing_if`: optional fields that are absent are left
     /// out of the JSON rather than written as `null`.
@@ -62,16 +62,19 @@ pub trait Field: Sized {
     fn value(&self) -> FieldValue<'_>;
 }
 
-fn present<'v>(value: Option<&'v Value>, name: &'static str) -> Result<&'v Value, Rejection> {
+fn present<'v, 'a>(
+    value: Option<&'v Json<'a>>,
+    name: &'static str,
+) -> Result<&'v Json<'a>, Rejection> {
     match value {
-        None | Some(Value::Null) => Err(Rejection::missing(name)),
+        None | Some(Json::Null) => Err(Rejection::missing(name)),
         Some(v) => Ok(v),
     }
 }
 
-fn string<'v>(value: Option<&'v Value>, name: &'static str) -> Result<&'v str, Rejection> {
+fn string<'v>(value: Option<&'v Json<'_>>, name: &'static str) -> Result<&'v str, Rejection> {
     match present(value, name)? {
-        Value::String(s) => Ok(s),
+        Json::String(s) => Ok(s),
         other => Err(Rejection::bad_type(name, "a string", other)),
     }
 }
@@ -80,9 +83,9 @@ impl<T: Field> Field for Option<T> {
     const KIND: FieldKind = T::KIND;
     const REQUIRED: bool = false;
 
-    fn decode_field(value: Option<&Value>, name: &'static str) -> Result<Self, Rejection> {
+    fn decode_field(value: Option<&Json<'_>>, name: &'static str) -> Result<Self, Rejection> {
         match value {
-            None | Some(Value::Null) => Ok(None),
+            None | Some(Json::Null) => Ok(None),
             some => T::decode_field(some, name).map(Some),
         }
     }
@@ -130,10 +133,15 @@ impl From<String> for Id {
 impl Field for Id {
     const KIND: FieldKind = FieldKind::Id;
 
-    fn decode_field(value: Option<&Value>, name: &'static str) -> Result<Self, Rejection> {
+    fn decode_field(value: Option<&Json<'_>>, name: &'static str) -> Result<Self, Rejection> {
         let s = string(value, name)?;
-        let chars = s.chars().count();
-        if chars == 0 || chars > ID_MAX_CHARS {
+        // A character is 1 to 4 bytes: up to 64 bytes there is nothing to count.
+        let chars = if s.len() <= ID_MAX_CHARS {
+            s.len()
+        } else {
+            s.chars().count()
+        };
+        if s.is_empty() || chars > ID_MAX_CHARS {
             return Err(Rejection::bad_value(
                 name,
                 format_args!("must be 1 to {ID_MAX_CHARS} characters long, got {chars}"),
@@ -167,7 +175,7 @@ impl From<String> for Text {
 impl Field for Text {
     const KIND: FieldKind = FieldKind::Text;
 
-    fn decode_field(value: Option<&Value>, name: &'static str) -> Result<Self, Rejection> {
+    fn decode_field(value: Option<&Json<'_>>, name: &'static str) -> Result<Self, Rejection> {
         string(value, name).map(|s| Text(s.to_owned()))
     }
 
@@ -195,7 +203,7 @@ impl AreaCode {
 impl Field for AreaCode {
     const KIND: FieldKind = FieldKind::AreaCode;
 
-    fn decode_field(value: Option<&Value>, name: &'static str) -> Result<Self, Rejection> {
+    fn decode_field(value: Option<&Json<'_>>, name: &'static str) -> Result<Self, Rejection> {
         let s = string(value, name)?;
         if s.len() != 12 || !s.bytes().all(|b| b.is_ascii_digit()) {
             return Err(Rejection::bad_value(
@@ -295,7 +303,7 @@ impl Serialize for Timestamp {
 impl Field for Timestamp {
     const KIND: FieldKind = FieldKind::Timestamp;
 
-    fn decode_field(value: Option<&Value>, name: &'static str) -> Result<Self, Rejection> {
+    fn decode_field(value: Option<&Json<'_>>, name: &'static str) -> Result<Self, Rejection> {
         let s = string(value, name)?;
         // chrono's RFC 3339 parser requires the offset (`Z` or `±hh:mm`): a local time
         // without one is refused, as the contract asks.
@@ -330,9 +338,9 @@ impl<const MIN: i64, const MAX: i64> Bounded<MIN, MAX> {
 /// `60.5` is not an integer at all.
 /// `Err(true)`: a whole number beyond i64 (a value error: out of bounds);
 /// `Err(false)`: not a whole number (a type error).
-fn as_integer(v: &Value) -> Result<i64, bool> {
+fn as_integer(v: &Json<'_>) -> Result<i64, bool> {
     match v {
-        Value::Number(n) => {
+        Json::Number(n) => {
             if let Some(i) = n.as_i64() {
                 Ok(i)
             } else if let Some(f) = n.as_f64() {
@@ -354,7 +362,7 @@ fn as_integer(v: &Value) -> Result<i64, bool> {
 impl<const MIN: i64, const MAX: i64> Field for Bounded<MIN, MAX> {
     const KIND: FieldKind = FieldKind::Int { min: MIN, max: MAX };
 
-    fn decode_field(value: Option<&Value>, name: &'static str) -> Result<Self, Rejection> {
+    fn decode_field(value: Option<&Json<'_>>, name: &'static str) -> Result<Self, Rejection> {
         let v = present(value, name)?;
         match as_integer(v) {
             Ok(i) if (MIN..=MAX).contains(&i) => Ok(Bounded(i)),
@@ -378,9 +386,9 @@ impl<const MIN: i64, const MAX: i64> Field for Bounded<MIN, MAX> {
 impl Field for bool {
     const KIND: FieldKind = FieldKind::Bool;
 
-    fn decode_field(value: Option<&Value>, name: &'static str) -> Result<Self, Rejection> {
+    fn decode_field(value: Option<&Json<'_>>, name: &'static str) -> Result<Self, Rejection> {
         match present(value, name)? {
-            Value::Bool(b) => Ok(*b),
+            Json::Bool(b) => Ok(*b),
             other => Err(Rejection::bad_type(name, "true or false", other)),
         }
     }
@@ -422,7 +430,7 @@ macro_rules! string_enum {
             const KIND: $crate::field::FieldKind = $crate::field::FieldKind::Enum(Self::NAMES);
 
             fn decode_field(
-                value: Option<&serde_json::Value>,
+                value: Option<&$crate::json::Json<'_>>,
                 name: &'static str,
             ) -> Result<Self, $crate::rejection::Rejection> {
                 let s = string(value, name)?;
@@ -497,35 +505,45 @@ impl Category {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
+
+    /// The decoder's view of a test value.
+    fn j(v: &Value) -> Json<'_> {
+        Json::from(v)
+    }
 
     #[test]
     fn integers_accept_integral_floats_and_call_fractions_a_type_error() {
         type Minutes = Bounded<1, 1440>;
         assert_eq!(
-            Minutes::decode_field(Some(&json!(60.0)), "minutes").unwrap(),
+            Minutes::decode_field(Some(&j(&json!(60.0))), "minutes").unwrap(),
             Bounded(60)
         );
         // A fraction is not an integer: a type error, as JSON Schema's "integer" says.
-        let e = Minutes::decode_field(Some(&json!(60.5)), "minutes").unwrap_err();
+        let e = Minutes::decode_field(Some(&j(&json!(60.5))), "minutes").unwrap_err();
         assert_eq!(e.reason(), "bad_type:minutes");
-        let e = Minutes::decode_field(Some(&json!("60")), "minutes").unwrap_err();
+        let e = Minutes::decode_field(Some(&j(&json!("60"))), "minutes").unwrap_err();
         assert_eq!(e.reason(), "bad_type:minutes");
-        let e = Minutes::decode_field(Some(&json!(1441)), "minutes").unwrap_err();
+        let e = Minutes::decode_field(Some(&j(&json!(1441))), "minutes").unwrap_err();
         assert_eq!(e.reason(), "bad_value:minutes");
-        let e = Minutes::decode_field(Some(&json!(1e300)), "minutes").unwrap_err();
+        let e = Minutes::decode_field(Some(&j(&json!(1e300))), "minutes").unwrap_err();
         assert_eq!(e.reason(), "bad_value:minutes");
-        let e = Minutes::decode_field(Some(&Value::Null), "minutes").unwrap_err();
+        let e = Minutes::decode_field(Some(&Json::Null), "minutes").unwrap_err();
         assert_eq!(e.reason(), "missing_field:minutes");
     }
 
     #[test]
     fn ids_count_characters_not_bytes() {
+        let ascii = |n: usize| Id::decode_field(Some(&j(&json!("a".repeat(n)))), "unit_id");
+        assert!(ascii(1).is_ok());
+        assert!(ascii(64).is_ok());
+        assert_eq!(ascii(65).unwrap_err().reason(), "bad_value:unit_id");
+        assert_eq!(ascii(0).unwrap_err().reason(), "bad_value:unit_id");
         let s: String = "站".repeat(64);
-        assert!(Id::decode_field(Some(&json!(s)), "unit_id").is_ok());
+        assert!(Id::decode_field(Some(&j(&json!(s))), "unit_id").is_ok());
         let s: String = "站".repeat(65);
         assert_eq!(
-            Id::decode_field(Some(&json!(s)), "unit_id")
+            Id::decode_field(Some(&j(&json!(s))), "unit_id")
                 .unwrap_err()
                 .reason(),
             "bad_value:unit_id"
@@ -534,10 +552,11 @@ mod tests {
 
     #[test]
     fn timestamps_need_an_offset_and_keep_it() {
-        let t = Timestamp::decode_field(Some(&json!("2024-03-05T09:30:00+08:00")), "x").unwrap();
+        let t =
+            Timestamp::decode_field(Some(&j(&json!("2024-03-05T09:30:00+08:00"))), "x").unwrap();
         assert_eq!(t.to_rfc3339(), "2024-03-05T09:30:00+08:00");
         assert_eq!(t.utc().to_rfc3339(), "2024-03-05T01:30:00+00:00");
-        let t = Timestamp::decode_field(Some(&json!("2024-03-05T09:30:00.250Z")), "x").unwrap();
+        let t = Timestamp::decode_field(Some(&j(&json!("2024-03-05T09:30:00.250Z"))), "x").unwrap();
         assert_eq!(t.to_rfc3339(), "2024-03-05T09:30:00.25Z");
         for bad in [
             "2024-03-05T09:30:00",
@@ -545,7 +564,7 @@ mod tests {
             "yesterday",
             "2024-02-30T00:00:00Z",
         ] {
-            let e = Timestamp::decode_field(Some(&json!(bad)), "occurred_at").unwrap_err();
+            let e = Timestamp::decode_field(Some(&j(&json!(bad))), "occurred_at").unwrap_err();
             assert_eq!(e.reason(), "bad_value:occurred_at", "{bad}");
         }
     }
@@ -553,11 +572,11 @@ mod tests {
     #[test]
     fn enums_are_case_sensitive() {
         assert_eq!(
-            Level::decode_field(Some(&json!("station")), "level").unwrap(),
+            Level::decode_field(Some(&j(&json!("station"))), "level").unwrap(),
             Level::Station
         );
         assert_eq!(
-            Level::decode_field(Some(&json!("Station")), "level")
+            Level::decode_field(Some(&j(&json!("Station"))), "level")
                 .unwrap_err()
                 .reason(),
             "bad_value:level"
@@ -574,7 +593,7 @@ mod tests {
             "2024-03-05 09:30:00+08:00",
         ] {
             assert!(
-                Timestamp::decode_field(Some(&json!(ok)), "x").is_ok(),
+                Timestamp::decode_field(Some(&j(&json!(ok))), "x").is_ok(),
                 "{ok}"
             );
         }

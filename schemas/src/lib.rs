@@ -6,6 +6,7 @@
 //!   and the lake [`Family`] each type lands in.
 //! - [`event`]: the envelope and [`decode`], the one entry point: bytes → [`Event`] or
 //!   [`Rejection`].
+//! - [`json`]: the borrowed JSON tree the decoder reads a message through.
 //! - [`rejection`]: the contract's codes (`missing_field:minutes`, ...) and messages.
 //! - [`lake`]: Arrow schemas of the lake tables, one per family.
 //! - [`json_schema`]: JSON Schema (draft 2020-12) per event type, for integrators.
@@ -16,6 +17,7 @@
 pub mod catalog;
 pub mod event;
 pub mod field;
+pub mod json;
 pub mod json_schema;
 pub mod lake;
 pub mod rejection;

@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use crate::json::Json;
+
 /// The contract's rejection codes. `<name>` is the field's name as the contract spells
 /// it, whether it sits in the envelope or in `data`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -61,27 +63,15 @@ impl Rejection {
         )
     }
 
-    pub(crate) fn bad_type(name: &'static str, expected: &str, got: &serde_json::Value) -> Self {
+    pub(crate) fn bad_type(name: &'static str, expected: &str, got: &Json<'_>) -> Self {
         Rejection::new(
             RejectCode::BadType(name),
-            format!("field `{name}` must be {expected}, got {}", json_kind(got)),
+            format!("field `{name}` must be {expected}, got {}", got.kind()),
         )
     }
 
     pub(crate) fn bad_value(name: &'static str, why: impl fmt::Display) -> Self {
         Rejection::new(RejectCode::BadValue(name), format!("field `{name}` {why}"))
-    }
-}
-
-/// "a string", "a number", ... for messages.
-pub(crate) fn json_kind(v: &serde_json::Value) -> &'static str {
-    match v {
-        serde_json::Value::Null => "null",
-        serde_json::Value::Bool(_) => "a boolean",
-        serde_json::Value::Number(_) => "a number",
-        serde_json::Value::String(_) => "a string",
-        serde_json::Value::Array(_) => "an array",
-        serde_json::Value::Object(_) => "an object",
     }
 }
 
