@@ -87,7 +87,7 @@ async fn import_stores_each_valid_event_once_and_is_idempotent() {
     assert_eq!(lake_counts(&lake).await, (rows, ids));
 
     // `lake info` shows the tables and the file's committed position (its last line of
-    // each table), named by the file's SHA-256.
+    // each table), named by the file's content hash (`file:blake3:…`).
     let out = wenming(&["lake", "info", "--lake", l]);
     let info = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "{info}");
