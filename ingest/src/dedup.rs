@@ -78,6 +78,12 @@ impl RecentIds {
             if let Some(&ahead) = ids.get(i + AHEAD) {
                 self.table.prefetch(ahead);
             }
+            // With the window full, each new id evicts the oldest: read ahead there too.
+            if self.order.len() >= self.capacity
+                && let Some(&old) = self.order.get(AHEAD)
+            {
+                self.table.prefetch(old);
+            }
             seen.push(self.insert(id));
         }
         seen
@@ -373,7 +379,13 @@ mod tests {
                             Seen::New
                         }
                     };
-                    assert_eq!(ids.insert(id), expected, "step {step}, id {id}");
+                    // Both ways in: one at a time, and through the prefetching pass.
+                    let seen = if step % 2 == 0 {
+                        ids.insert(id)
+                    } else {
+                        ids.insert_all(&[id])[0]
+                    };
+                    assert_eq!(seen, expected, "step {step}, id {id}");
                 }
             }
             if order.len() > window {
