@@ -47,7 +47,7 @@ impl RecentIds {
 
     /// Remembers an id seen in this run, and says what was known of it.
     pub fn insert(&mut self, id: u128) -> Seen {
-        match self.table.insert(id, true) {
+        match self.table.insert(id, true, true) {
             Some(true) => Seen::ThisRun,
             Some(false) => Seen::InLake,
             None => {
@@ -59,8 +59,7 @@ impl RecentIds {
 
     /// Remembers an id the lake holds (from before this run).
     pub fn seed(&mut self, id: u128) {
-        if !self.table.contains(id) {
-            self.table.insert(id, false);
+        if self.table.insert(id, false, false).is_none() {
             self.remember(id);
         }
     }
@@ -228,21 +227,28 @@ impl IdTable {
         matches!(self.probe(id), Probe::Found(_))
     }
 
-    /// Inserts or updates `id` with `this_run`; returns the flag it had, if present.
-    fn insert(&mut self, id: u128, this_run: bool) -> Option<bool> {
+    /// Inserts `id` with `this_run`, or, when present and `update`, sets its flag;
+    /// returns the flag it had, if present. One probe either way.
+    fn insert(&mut self, id: u128, this_run: bool, update: bool) -> Option<bool> {
         if id == 0 {
-            return self.nil.replace(this_run);
+            let was = self.nil;
+            if was.is_none() || update {
+                self.nil = Some(this_run);
+            }
+            return was;
         }
         match self.probe(id) {
             Probe::Found(i) => {
                 let was = self.flag(i);
-                self.set_flag(i, this_run);
+                if update {
+                    self.set_flag(i, this_run);
+                }
                 Some(was)
             }
             Probe::Vacant(i) => {
                 if (self.len + 1) * 8 > self.slots.len() * 5 {
                     self.grow();
-                    return self.insert(id, this_run);
+                    return self.insert(id, this_run, update);
                 }
                 self.slots[i] = id;
                 self.set_flag(i, this_run);
@@ -295,7 +301,7 @@ impl IdTable {
         for (i, id) in slots.into_iter().enumerate() {
             if id != 0 {
                 let flag = flags[i / 64] & (1 << (i % 64)) != 0;
-                self.insert(id, flag);
+                self.insert(id, flag, true);
             }
         }
     }

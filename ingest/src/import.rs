@@ -110,28 +110,16 @@ pub fn source_id(path: &Path) -> Result<String, ImportError> {
     let mut file = File::open(path).map_err(read_err)?;
     let mut hasher = blake3::Hasher::new();
     let mut buf = vec![0u8; 16 << 20];
+    // The hash does not depend on how the file is cut into reads.
     loop {
-        let n = read_full(&mut file, &mut buf).map_err(read_err)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update_rayon(&buf[..n]);
+        match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => hasher.update_rayon(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(read_err(e)),
+        };
     }
     Ok(format!("file:blake3:{}", hasher.finalize().to_hex()))
-}
-
-/// Fills `buf` unless the file ends first; returns the bytes read.
-fn read_full(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match file.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }
 
 /// Imports one file. Rejected lines go to `rejects` as NDJSON objects
