@@ -7,7 +7,9 @@
 //! 3. when the buffer is full (rows or bytes) or old (latency), flush: wait for the
 //!    dead-letter topic to acknowledge, then commit each touched table with one `txn`
 //!    per partition recording the last offset the flush covers; then tell Kafka the
-//!    offsets too, for lag monitoring only.
+//!    offsets too, for lag monitoring only. The commits run in the background while
+//!    the next buffer fills; a flush waits for the one before (at most one in flight,
+//!    so at most two buffers in memory), and exit and hand-over wait for their own.
 //!
 //! Where to start is read from the lake on every assignment: for each partition, the
 //! smallest position over all tables (each table knows how far it holds *its* events
@@ -182,12 +184,93 @@ struct Pipeline {
     compact_every: u64,
     compaction: Option<tokio::task::JoinHandle<()>>,
     idle_advance: Duration,
+    /// The flush whose commits are running, if any.
+    in_flight: Option<InFlight>,
+    /// Messages polled, not yet decoded and routed.
+    polled: Polled,
     /// The buffer was dropped; the partitions must be re-read from the lake.
     needs_reset: bool,
     /// When the assignment last changed (for `--exit-at-end` in a group).
     assignment_changed: Instant,
     /// An assignment could not be read from the lake: stop rather than guess.
     fatal: Option<IngestError>,
+}
+
+/// Messages polled but not yet routed, copied out of librdkafka back to back, so that
+/// they can be decoded on every core at once (decoding is most of a message's cost,
+/// and the main loop is one thread). Routed in poll order before anything else
+/// touches the partitions' state: a rebalance, an end of partition, a flush.
+#[derive(Default)]
+struct Polled {
+    data: Vec<u8>,
+    messages: Vec<PolledMessage>,
+}
+
+struct PolledMessage {
+    partition: i32,
+    offset: i64,
+    key: Option<std::ops::Range<usize>>,
+    payload: std::ops::Range<usize>,
+}
+
+impl Polled {
+    /// Messages routed at a time: enough to keep both cores decoding, few enough
+    /// that routing is never far behind polling.
+    const MESSAGES: usize = 2048;
+
+    fn push(&mut self, partition: i32, offset: i64, key: Option<&[u8]>, payload: &[u8]) {
+        let key = key.map(|k| {
+            let start = self.data.len();
+            self.data.extend_from_slice(k);
+            start..self.data.len()
+        });
+        let start = self.data.len();
+        self.data.extend_from_slice(payload);
+        self.messages.push(PolledMessage {
+            partition,
+            offset,
+            key,
+            payload: start..self.data.len(),
+        });
+    }
+
+    fn is_empty(&self) -> bool {
+        self.messages.is_empty()
+    }
+
+    fn is_full(&self) -> bool {
+        self.messages.len() >= Self::MESSAGES
+    }
+
+    fn decode(&self) -> Vec<Result<wenming_schemas::Event, wenming_schemas::Rejection>> {
+        use rayon::prelude::*;
+        self.messages
+            .par_iter()
+            .with_min_len(128)
+            .map(|m| wenming_schemas::decode(&self.data[m.payload.clone()]))
+            .collect()
+    }
+
+    /// The same buffers, empty, to fill again without allocating.
+    fn emptied(mut self) -> Polled {
+        self.data.clear();
+        self.messages.clear();
+        self
+    }
+}
+
+/// One table's commit of a flush: the table, the rows it stores, the commit.
+type TableCommit = (Family, u64, tokio::task::JoinHandle<Result<i64, LakeError>>);
+
+/// A flush whose commits run in the background while the next buffer fills.
+struct InFlight {
+    started: Instant,
+    /// Per partition, the last offset the flush covers.
+    upto: Vec<(i32, i64)>,
+    /// Per table: rows committed, and the commit.
+    tasks: Vec<TableCommit>,
+    /// The ids first seen in the flushed events (forgotten if the flush fails).
+    ids: Vec<u128>,
 }
 
 impl Pipeline {
@@ -237,7 +320,36 @@ impl Pipeline {
         Ok(())
     }
 
-    fn handle(&mut self, partition: i32, offset: i64, key: Option<&[u8]>, payload: &[u8]) {
+    /// Decodes the polled messages on every core, then routes them in order.
+    fn route_polled(&mut self) {
+        if self.polled.is_empty() {
+            return;
+        }
+        let polled = std::mem::take(&mut self.polled);
+        let decoded = polled.decode();
+        for (message, decoded) in polled.messages.iter().zip(&decoded) {
+            self.handle(
+                message.partition,
+                message.offset,
+                message.key.clone().map(|k| &polled.data[k]),
+                &polled.data[message.payload.clone()],
+                decoded,
+            );
+        }
+        // Freeing the events is a free per string, of memory the decoding threads
+        // allocated: done there, not on this thread, which everything else waits for.
+        rayon::spawn(move || drop(decoded));
+        self.polled = polled.emptied();
+    }
+
+    fn handle(
+        &mut self,
+        partition: i32,
+        offset: i64,
+        key: Option<&[u8]>,
+        payload: &[u8],
+        decoded: &Result<wenming_schemas::Event, wenming_schemas::Rejection>,
+    ) {
         let Some(part) = self.partitions.get_mut(&partition) else {
             return; // revoked while queued; its new owner reads it
         };
@@ -257,7 +369,7 @@ impl Pipeline {
         part.upto = Some(offset);
         part.at_end = false;
         self.metrics.read.fetch_add(1, Relaxed);
-        let event = match wenming_schemas::decode(payload) {
+        let event = match decoded {
             Ok(event) => event,
             Err(rejection) => {
                 self.metrics.rejected.fetch_add(1, Relaxed);
@@ -265,7 +377,7 @@ impl Pipeline {
                     return; // sent before a restart
                 }
                 let source = format!("{}/{partition}/{offset}", self.topic);
-                if let Err(e) = self.dlq.send(key, payload, &rejection, &source) {
+                if let Err(e) = self.dlq.send(key, payload, rejection, &source) {
                     self.fatal.get_or_insert(e.into());
                     return;
                 }
@@ -305,7 +417,7 @@ impl Pipeline {
         self.buffer
             .entry(family)
             .or_insert_with(|| FamilyBatch::new(family))
-            .push(&event, provenance, payload.len());
+            .push(event, provenance, payload.len());
         self.rows += 1;
         self.bytes += payload.len();
         self.oldest.get_or_insert_with(Instant::now);
@@ -320,16 +432,28 @@ impl Pipeline {
                 .is_some_and(|t| t.elapsed() >= options.flush_latency)
     }
 
-    /// Commits the buffer. `complete`: also move every other table to the end of what
-    /// was read (at exit and when partitions are handed over), so the next reader
-    /// starts exactly here.
+    /// Commits the buffer. The commits run in the background while the main loop reads
+    /// on; at most one flush is in flight, so this first settles the one before.
+    /// `complete`: also move every other table to the end of what was read, and wait
+    /// for the commits (at exit and when partitions are handed over), so the next
+    /// reader starts exactly here.
     fn flush(&mut self, complete: bool) -> Result<(), IngestError> {
+        self.settle()?;
+        self.begin_flush(complete)?;
+        if complete {
+            self.settle()?;
+        }
+        Ok(())
+    }
+
+    /// Starts the commits of the buffer, one task per touched table, and empties it.
+    fn begin_flush(&mut self, complete: bool) -> Result<(), IngestError> {
         self.metrics.flushes.fetch_add(1, Relaxed);
+        // Dead letters are acknowledged before any position that covers them is.
         self.dlq.flush()?;
         let now = Instant::now();
         let mut tasks = Vec::new();
-        let families: Vec<Family> = Family::ALL.to_vec();
-        for family in families {
+        for family in Family::ALL.iter().copied() {
             let positions: Vec<Position> = self
                 .partitions
                 .iter()
@@ -372,21 +496,43 @@ impl Pipeline {
                 }
             }
         }
-        // Every commit is awaited before an error is returned, so what is recorded
-        // here matches the lake.
+        self.in_flight = Some(InFlight {
+            started: now,
+            upto: self
+                .partitions
+                .iter()
+                .filter_map(|(p, part)| Some((*p, part.upto?)))
+                .collect(),
+            tasks,
+            ids: std::mem::take(&mut self.buffered_ids),
+        });
+        self.rows = 0;
+        self.bytes = 0;
+        self.oldest = None;
+        Ok(())
+    }
+
+    /// Waits for the flush in flight, if any, and records what it committed. Every
+    /// commit is awaited before an error is returned, so what is recorded here matches
+    /// the lake; on an error the buffer read since is dropped too, and the partitions
+    /// are read again from the lake's positions.
+    fn settle(&mut self) -> Result<(), IngestError> {
+        let Some(flight) = self.in_flight.take() else {
+            return Ok(());
+        };
         let mut first_error = None;
-        for (family, rows, task) in tasks {
+        for (family, rows, task) in flight.tasks {
             match self.runtime.block_on(task) {
                 Ok(Ok(_version)) => {
-                    for part in self.partitions.values_mut() {
-                        if let Some(upto) = part.upto {
+                    for (partition, upto) in &flight.upto {
+                        if let Some(part) = self.partitions.get_mut(partition) {
                             let done = part.committed.get_mut(&family).expect("every family");
-                            if done.is_none_or(|d| upto > d) {
-                                *done = Some(upto);
+                            if done.is_none_or(|d| *upto > d) {
+                                *done = Some(*upto);
                             }
                         }
                     }
-                    self.last_commit.insert(family, now);
+                    self.last_commit.insert(family, flight.started);
                     self.metrics.commits.fetch_add(1, Relaxed);
                     if rows > 0 {
                         self.metrics.stored.fetch_add(rows, Relaxed);
@@ -406,18 +552,23 @@ impl Pipeline {
                 }
             }
         }
-        self.rows = 0;
-        self.bytes = 0;
-        self.oldest = None;
         if let Some(e) = first_error {
-            // Whatever did not commit is read again from the lake's positions.
+            for id in flight.ids {
+                self.ids.forget(id);
+            }
             self.drop_buffer();
             return Err(e);
         }
-        self.buffered_ids.clear();
         self.record_run();
         self.maybe_compact();
         Ok(())
+    }
+
+    /// Whether the flush in flight has finished and only waits to be settled.
+    fn flight_landed(&self) -> bool {
+        self.in_flight
+            .as_ref()
+            .is_some_and(|f| f.tasks.iter().all(|(_, _, task)| task.is_finished()))
     }
 
     /// Rejected = dead-lettered by this run: a rejection re-read after a restart was
@@ -529,6 +680,8 @@ impl ConsumerContext for IngestContext {
         tpl: &mut TopicPartitionList,
     ) {
         let mut pipeline = self.pipeline.lock().expect("pipeline lock");
+        // Messages polled before the rebalance belong to the assignment before it.
+        pipeline.route_polled();
         pipeline.assignment_changed = Instant::now();
         let cooperative = matches!(
             consumer.rebalance_protocol(),
@@ -675,6 +828,8 @@ pub fn run(
         compact_every: options.compact_every,
         compaction: None,
         idle_advance: options.idle_advance,
+        in_flight: None,
+        polled: Polled::default(),
         needs_reset: false,
         assignment_changed: Instant::now(),
         fatal: None,
@@ -693,6 +848,10 @@ pub fn run(
         // Bounded memory whatever the backlog: librdkafka prefetches at most this
         // much; the buffer is bounded by the flush policy.
         .set("queued.max.messages.kbytes", "32768")
+        // ... and fetches again as soon as that queue drains below the bound, rather
+        // than after the default second: a flush that pauses reading fills the queue,
+        // and a second of idle fetcher per flush halved throughput.
+        .set("fetch.queue.backoff.ms", "10")
         .set("fetch.max.bytes", "16777216")
         .set("max.poll.interval.ms", "600000");
     topics::apply_properties(&mut config, &options.properties)?;
@@ -717,21 +876,34 @@ pub fn run(
 
     let poll_every = Duration::from_millis(100);
     loop {
-        let message = consumer.poll(poll_every);
+        // While messages wait to be routed, poll without waiting: route them as soon
+        // as librdkafka has no more at hand.
+        let wait = if pipeline.lock().expect("pipeline lock").polled.is_empty() {
+            poll_every
+        } else {
+            Duration::ZERO
+        };
+        let message = consumer.poll(wait);
         let mut p = pipeline.lock().expect("pipeline lock");
         if let Some(e) = p.fatal.take() {
             return Err(e);
         }
-        match message {
-            None => {}
-            Some(Ok(m)) => {
-                p.handle(
-                    m.partition(),
-                    m.offset(),
-                    m.key(),
-                    m.payload().unwrap_or(&[]),
-                );
+        if let Some(Ok(m)) = &message {
+            p.polled.push(
+                m.partition(),
+                m.offset(),
+                m.key(),
+                m.payload().unwrap_or(&[]),
+            );
+            if !p.polled.is_full() {
+                continue;
             }
+        }
+        // Whatever comes next (an end of partition, a flush, an exit) sees every
+        // message polled before it.
+        p.route_polled();
+        match message {
+            None | Some(Ok(_)) => {}
             Some(Err(KafkaError::PartitionEOF(partition))) => {
                 if let Some(part) = p.partitions.get_mut(&partition) {
                     tracing::info!(
@@ -760,12 +932,18 @@ pub fn run(
             }
             break;
         }
-        if p.due(options) {
-            match p.flush(false) {
-                Ok(()) => commit_group_offsets(&consumer, &p),
-                Err(IngestError::Lake(e)) => tracing::warn!("re-reading from the lake: {e}"),
-                Err(e) => return Err(e),
-            }
+        let step = if p.due(options) {
+            Some(p.flush(false))
+        } else if p.flight_landed() {
+            Some(p.settle())
+        } else {
+            None
+        };
+        match step {
+            None => {}
+            Some(Ok(())) => commit_group_offsets(&consumer, &p),
+            Some(Err(IngestError::Lake(e))) => tracing::warn!("re-reading from the lake: {e}"),
+            Some(Err(e)) => return Err(e),
         }
         if p.needs_reset {
             reset(&consumer, &mut p)?;
@@ -798,6 +976,8 @@ fn drained(p: &Pipeline, topic_partitions: usize, session_timeout: Duration) -> 
 
 /// Re-reads every assigned partition's positions from the lake and seeks there.
 fn reset(consumer: &BaseConsumer<IngestContext>, p: &mut Pipeline) -> Result<(), IngestError> {
+    // Anything polled but not routed is read again from the lake's positions.
+    p.polled = std::mem::take(&mut p.polled).emptied();
     let mut tpl = TopicPartitionList::new();
     let ids: Vec<i32> = p.partitions.keys().copied().collect();
     for (partition, state) in p.load(&ids)? {
