@@ -186,8 +186,12 @@ struct Pipeline {
     idle_advance: Duration,
     /// The flush whose commits are running, if any.
     in_flight: Option<InFlight>,
-    /// Messages polled, not yet decoded and routed.
+    /// Messages polled, not yet decoded and routed: the run being filled...
     polled: Polled,
+    /// ... and the run before it, being decoded.
+    decoding: Option<Decoding>,
+    /// A routed run's buffers, to fill again.
+    spare: Option<Polled>,
     /// The buffer was dropped; the partitions must be re-read from the lake.
     needs_reset: bool,
     /// When the assignment last changed (for `--exit-at-end` in a group).
@@ -197,14 +201,20 @@ struct Pipeline {
 }
 
 /// Messages polled but not yet routed, copied out of librdkafka back to back, so that
-/// they can be decoded on every core at once (decoding is most of a message's cost,
-/// and the main loop is one thread). Routed in poll order before anything else
-/// touches the partitions' state: a rebalance, an end of partition, a flush.
+/// they can be decoded on the other cores while the main loop (one thread) polls and
+/// routes. Routed in poll order before anything else touches the partitions' state: a
+/// rebalance, an end of partition, a flush.
 #[derive(Default)]
 struct Polled {
     data: Vec<u8>,
     messages: Vec<PolledMessage>,
 }
+
+/// A message's event, or why it was rejected.
+type Decoded = Result<wenming_schemas::Event, wenming_schemas::Rejection>;
+
+/// A run being decoded in the background: it comes back with its events.
+type Decoding = std::sync::mpsc::Receiver<(Polled, Vec<Decoded>)>;
 
 struct PolledMessage {
     partition: i32,
@@ -238,11 +248,13 @@ impl Polled {
         self.messages.is_empty()
     }
 
-    fn is_full(&self) -> bool {
-        self.messages.len() >= Self::MESSAGES
+    /// Full at [`Self::MESSAGES`], or at `flush_rows` if that is smaller, so that a
+    /// small flush policy (tests, low-latency setups) is kept to the message.
+    fn is_full(&self, flush_rows: usize) -> bool {
+        self.messages.len() >= Self::MESSAGES.min(flush_rows.max(1))
     }
 
-    fn decode(&self) -> Vec<Result<wenming_schemas::Event, wenming_schemas::Rejection>> {
+    fn decode(&self) -> Vec<Decoded> {
         use rayon::prelude::*;
         self.messages
             .par_iter()
@@ -320,26 +332,63 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Decodes the polled messages on every core, then routes them in order.
-    fn route_polled(&mut self) {
-        if self.polled.is_empty() {
-            return;
+    /// Hands the full run of polled messages to the decoding threads and routes the run
+    /// before it, whose decoding ran meanwhile: the main loop polls and routes while
+    /// the other cores decode.
+    fn rotate(&mut self) {
+        let spare = self.spare.take().unwrap_or_default();
+        let run = std::mem::replace(&mut self.polled, spare);
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        rayon::spawn(move || {
+            let decoded = run.decode();
+            // The receiver is gone only if the run was discarded (a reset).
+            let _ = tx.send((run, decoded));
+        });
+        if let Some(previous) = self.decoding.replace(rx) {
+            self.route_decoding(previous);
         }
-        let polled = std::mem::take(&mut self.polled);
-        let decoded = polled.decode();
-        for (message, decoded) in polled.messages.iter().zip(&decoded) {
+    }
+
+    /// Routes every message polled so far, in poll order: the run being decoded, then
+    /// the run being filled (decoded now, on every core).
+    fn route_polled(&mut self) {
+        if let Some(previous) = self.decoding.take() {
+            self.route_decoding(previous);
+        }
+        if !self.polled.is_empty() {
+            let run = std::mem::take(&mut self.polled);
+            let decoded = run.decode();
+            self.route(run, decoded);
+        }
+    }
+
+    fn route_decoding(&mut self, decoding: Decoding) {
+        let (run, decoded) = decoding
+            .recv()
+            .expect("a run's decoding ends with its results: decode does not panic");
+        self.route(run, decoded);
+    }
+
+    fn route(&mut self, run: Polled, decoded: Vec<Decoded>) {
+        for (message, decoded) in run.messages.iter().zip(&decoded) {
             self.handle(
                 message.partition,
                 message.offset,
-                message.key.clone().map(|k| &polled.data[k]),
-                &polled.data[message.payload.clone()],
+                message.key.clone().map(|k| &run.data[k]),
+                &run.data[message.payload.clone()],
                 decoded,
             );
         }
         // Freeing the events is a free per string, of memory the decoding threads
         // allocated: done there, not on this thread, which everything else waits for.
         rayon::spawn(move || drop(decoded));
-        self.polled = polled.emptied();
+        self.spare = Some(run.emptied());
+    }
+
+    /// Forgets every message polled and not routed (they are read again after a seek).
+    fn discard_polled(&mut self) {
+        self.decoding = None;
+        self.polled = std::mem::take(&mut self.polled).emptied();
     }
 
     fn handle(
@@ -348,7 +397,7 @@ impl Pipeline {
         offset: i64,
         key: Option<&[u8]>,
         payload: &[u8],
-        decoded: &Result<wenming_schemas::Event, wenming_schemas::Rejection>,
+        decoded: &Decoded,
     ) {
         let Some(part) = self.partitions.get_mut(&partition) else {
             return; // revoked while queued; its new owner reads it
@@ -438,6 +487,7 @@ impl Pipeline {
     /// for the commits (at exit and when partitions are handed over), so the next
     /// reader starts exactly here.
     fn flush(&mut self, complete: bool) -> Result<(), IngestError> {
+        self.route_polled();
         self.settle()?;
         self.begin_flush(complete)?;
         if complete {
@@ -779,13 +829,21 @@ pub fn run(
     let started = Instant::now();
     let mut wanted = vec![options.topic.clone(), options.dlq_topic.clone()];
     wanted.dedup();
-    runtime.block_on(topics::ensure_with(
-        &options.brokers,
-        &wanted,
-        options.partitions,
-        &options.properties,
-    ))?;
-    runtime.block_on(lake.ensure_tables())?;
+    // The topics and the tables are independent: made ready together.
+    let (topics_ready, tables_ready) = runtime.block_on(async {
+        tokio::join!(
+            topics::ensure_with(
+                &options.brokers,
+                &wanted,
+                options.partitions,
+                &options.properties,
+            ),
+            lake.ensure_tables()
+        )
+    });
+    topics_ready?;
+    tables_ready?;
+    tracing::debug!(after = ?started.elapsed(), "topics and tables ready");
     if let Some(addr) = options.metrics_addr {
         let bound = runtime
             .block_on(crate::metrics::serve(addr, metrics.clone()))
@@ -799,6 +857,7 @@ pub fn run(
     for id in runtime.block_on(lake.recent_ids(options.dedup_window, None))? {
         ids.seed(id);
     }
+    tracing::debug!(after = ?started.elapsed(), ids = ids.len(), "dedup window seeded");
 
     let mut producer_config = ClientConfig::new();
     producer_config
@@ -830,6 +889,8 @@ pub fn run(
         idle_advance: options.idle_advance,
         in_flight: None,
         polled: Polled::default(),
+        decoding: None,
+        spare: None,
         needs_reset: false,
         assignment_changed: Instant::now(),
         fatal: None,
@@ -861,6 +922,7 @@ pub fn run(
     };
     let consumer: BaseConsumer<IngestContext> = config.create_with_context(context)?;
     consumer.subscribe(&[options.topic.as_str()])?;
+    tracing::debug!(after = ?started.elapsed(), "subscribed");
 
     let topic_partitions = consumer
         .fetch_metadata(Some(&options.topic), Duration::from_secs(10))?
@@ -878,10 +940,13 @@ pub fn run(
     loop {
         // While messages wait to be routed, poll without waiting: route them as soon
         // as librdkafka has no more at hand.
-        let wait = if pipeline.lock().expect("pipeline lock").polled.is_empty() {
-            poll_every
-        } else {
-            Duration::ZERO
+        let wait = {
+            let p = pipeline.lock().expect("pipeline lock");
+            if p.polled.is_empty() && p.decoding.is_none() {
+                poll_every
+            } else {
+                Duration::ZERO
+            }
         };
         let message = consumer.poll(wait);
         let mut p = pipeline.lock().expect("pipeline lock");
@@ -895,13 +960,15 @@ pub fn run(
                 m.key(),
                 m.payload().unwrap_or(&[]),
             );
-            if !p.polled.is_full() {
+            if !p.polled.is_full(options.flush_rows) {
                 continue;
             }
+            p.rotate();
+        } else {
+            // Whatever comes next (an end of partition, an exit) sees every message
+            // polled before it; so does every flush and rebalance (they route first).
+            p.route_polled();
         }
-        // Whatever comes next (an end of partition, a flush, an exit) sees every
-        // message polled before it.
-        p.route_polled();
         match message {
             None | Some(Ok(_)) => {}
             Some(Err(KafkaError::PartitionEOF(partition))) => {
@@ -977,7 +1044,7 @@ fn drained(p: &Pipeline, topic_partitions: usize, session_timeout: Duration) -> 
 /// Re-reads every assigned partition's positions from the lake and seeks there.
 fn reset(consumer: &BaseConsumer<IngestContext>, p: &mut Pipeline) -> Result<(), IngestError> {
     // Anything polled but not routed is read again from the lake's positions.
-    p.polled = std::mem::take(&mut p.polled).emptied();
+    p.discard_polled();
     let mut tpl = TopicPartitionList::new();
     let ids: Vec<i32> = p.partitions.keys().copied().collect();
     for (partition, state) in p.load(&ids)? {
@@ -1040,5 +1107,52 @@ mod tests {
         assert_eq!(p.dead_letters_upto(), Some(250));
         let none: Vec<(Family, Option<i64>)> = Family::ALL.iter().map(|f| (*f, None)).collect();
         assert_eq!(partition(&none).dead_letters_upto(), None);
+    }
+
+    #[test]
+    fn a_polled_run_keeps_every_message_and_decodes_them_in_poll_order() {
+        const EXAMPLES: &str = include_str!("../../schemas/tests/fixtures/examples.ndjson");
+        let mut lines: Vec<&[u8]> = EXAMPLES.lines().map(str::as_bytes).collect();
+        lines.insert(1, b"{not json");
+        lines.push(b"");
+        let mut run = Polled::default();
+        for (i, line) in lines.iter().enumerate() {
+            let key = (i % 2 == 0).then_some(format!("key{i}"));
+            run.push(
+                i as i32 % 3,
+                100 + i as i64,
+                key.as_deref().map(str::as_bytes),
+                line,
+            );
+        }
+        // A run is full at 2,048 messages, or at a smaller flush policy.
+        assert!(run.is_full(lines.len()) && !run.is_full(lines.len() + 1));
+        assert!(!run.is_full(usize::MAX) && run.is_full(0));
+
+        let decoded = run.decode();
+        assert_eq!(decoded.len(), lines.len());
+        for (i, ((message, decoded), line)) in
+            run.messages.iter().zip(&decoded).zip(&lines).enumerate()
+        {
+            assert_eq!(
+                (message.partition, message.offset),
+                (i as i32 % 3, 100 + i as i64)
+            );
+            assert_eq!(&run.data[message.payload.clone()], *line);
+            let key = message.key.clone().map(|k| run.data[k].to_vec());
+            assert_eq!(key, (i % 2 == 0).then(|| format!("key{i}").into_bytes()));
+            match wenming_schemas::decode(line) {
+                Ok(event) => assert_eq!(decoded.as_ref().ok(), Some(&event), "line {i}"),
+                Err(rejection) => assert_eq!(
+                    decoded.as_ref().err().map(|r| r.reason()),
+                    Some(rejection.reason()),
+                    "line {i}"
+                ),
+            }
+        }
+        assert!(decoded[1].is_err() && decoded.last().unwrap().is_err());
+
+        let emptied = run.emptied();
+        assert!(emptied.is_empty() && emptied.data.is_empty());
     }
 }
