@@ -149,15 +149,34 @@ async fn an_import_killed_again_and_again_still_stores_each_event_once() {
         serde_json::from_slice(&wenming(&["validate", f, "--format", "json"]).stdout).unwrap();
     let distinct = report["valid"].as_u64().unwrap() - report["duplicates"].as_u64().unwrap();
 
-    // Small batches make many commits, so the kills land between and inside them.
+    // Small batches make many commits, so the kills land between and inside them. Each
+    // run is killed once it has committed something (so every round resumes mid-file,
+    // however fast the machine), a little later each round.
+    let log_entries = || -> usize {
+        std::fs::read_dir(&lake)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|table| std::fs::read_dir(table.path().join("_delta_log")).ok())
+            .map(|log| log.count())
+            .sum()
+    };
     let mut killed_mid_run = 0;
     for round in 0..5u64 {
+        let before = log_entries();
         let mut child = Command::new(env!("CARGO_BIN_EXE_wenming"))
             .args(["import", f, "--lake", l, "--batch-rows", "400"])
             .stdout(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        tokio::time::sleep(std::time::Duration::from_millis(250 + 170 * round)).await;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while child.try_wait().unwrap().is_none()
+            && log_entries() == before
+            && std::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(3 * round)).await;
         if child.try_wait().unwrap().is_none() {
             killed_mid_run += 1;
         }

@@ -715,3 +715,31 @@ async fn a_consumer_resuming_mid_batch_reads_the_rest_of_the_batch() {
         assert_eq!(read, want, "reading from offset {start}");
     }
 }
+
+/// The default broker is durable: messages it acknowledged are there after it is
+/// killed and started again on the same data directory.
+#[tokio::test]
+async fn the_durable_broker_keeps_acknowledged_messages_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("broker");
+    let data_arg = data.to_str().unwrap();
+    let file = dir.path().join("events.ndjson");
+    generate(&file, "21", "0.0");
+    let lines = std::fs::read_to_string(&file).unwrap().lines().count();
+    let topic = unique_topic("durable");
+
+    let broker = Broker::spawn(&["--data", data_arg]);
+    produce(&broker, &topic, &file);
+    let before = read_topic(&broker, &topic);
+    assert_eq!(before.len(), lines);
+    drop(broker); // SIGKILL: nothing is flushed on the way out
+
+    let broker = Broker::spawn(&["--data", data_arg]);
+    let after = read_topic(&broker, &topic);
+    let payloads = |messages: &[(String, BTreeMap<String, String>)]| {
+        let mut p: Vec<String> = messages.iter().map(|(p, _)| p.clone()).collect();
+        p.sort();
+        p
+    };
+    assert_eq!(payloads(&after), payloads(&before));
+}

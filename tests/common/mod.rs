@@ -76,15 +76,15 @@ impl Broker {
                 process: None,
             };
         }
+        Broker::spawn(&["--memory"])
+    }
+
+    /// A `wenming broker` process with these arguments besides its address and
+    /// partitions (the external Kafka is not used).
+    pub fn spawn(args: &[&str]) -> Broker {
         let mut child = Command::new(env!("CARGO_BIN_EXE_wenming"))
-            .args([
-                "broker",
-                "--memory",
-                "--listen",
-                "127.0.0.1:0",
-                "--partitions",
-                "3",
-            ])
+            .args(["broker", "--listen", "127.0.0.1:0", "--partitions", "3"])
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
