@@ -30,7 +30,7 @@ pub struct Args {
     )]
     data: PathBuf,
     /// Keep nothing: messages live in memory and are lost at exit (demos, tests,
-    /// benchmarks). Several times faster than the durable store.
+    /// benchmarks). About 20 times faster to consume from than the durable store.
     #[arg(long, conflicts_with = "data")]
     memory: bool,
     /// Topics to create at start (besides nothing else: the broker creates no topic
@@ -50,10 +50,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         probe.local_addr()?
     };
-    // `--memory` is tansu's in-memory engine (dynostore over an in-memory object store),
-    // several times faster than SQLite; wenming carries a patched tansu-storage whose
-    // fetch starts at the batch holding the offset asked (0.6.0 skipped the rest of a
-    // batch when a consumer resumed mid-batch). The default is the durable SQLite engine.
+    // `--memory` is tansu's in-memory engine (dynostore over an in-memory object store):
+    // a consumer reads ~20 x faster from it than from SQLite, whose engine stores
+    // record by record. wenming carries a patched tansu-storage whose fetch starts at
+    // the batch holding the offset asked (0.6.0 skipped the rest of a batch when a
+    // consumer resumed mid-batch). The default is the durable SQLite engine.
     let (storage, store) = if args.memory {
         (
             Url::parse("memory://tansu/")?,
