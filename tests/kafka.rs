@@ -146,16 +146,22 @@ fn ingest_command(broker: &Broker, topic: &str, lake: &Path, extra: &[&str]) -> 
     cmd
 }
 
-/// Every message of a topic, read from the start to the end of every partition:
-/// (payload, headers).
-fn read_topic(broker: &Broker, topic: &str) -> Vec<(String, BTreeMap<String, String>)> {
-    let consumer: BaseConsumer = ClientConfig::new()
+/// A consumer that reads where it is assigned, reports partition ends and commits
+/// nothing.
+fn reader(broker: &Broker, group: &str) -> BaseConsumer {
+    ClientConfig::new()
         .set("bootstrap.servers", &broker.bootstrap)
-        .set("group.id", format!("{topic}.reader"))
+        .set("group.id", group)
         .set("enable.partition.eof", "true")
         .set("enable.auto.commit", "false")
         .create()
-        .unwrap();
+        .unwrap()
+}
+
+/// Every message of a topic, read from the start to the end of every partition:
+/// (payload, headers).
+fn read_topic(broker: &Broker, topic: &str) -> Vec<(String, BTreeMap<String, String>)> {
+    let consumer = reader(broker, &format!("{topic}.reader"));
     let metadata = consumer
         .fetch_metadata(Some(topic), Duration::from_secs(10))
         .unwrap();
@@ -683,13 +689,7 @@ async fn a_consumer_resuming_mid_batch_reads_the_rest_of_the_batch() {
     assert_eq!(offsets, (0..20).collect::<Vec<i64>>());
 
     for start in [1_i64, 7, 19] {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &broker.bootstrap)
-            .set("group.id", format!("{topic}.{start}"))
-            .set("enable.partition.eof", "true")
-            .set("enable.auto.commit", "false")
-            .create()
-            .unwrap();
+        let consumer = reader(&broker, &format!("{topic}.{start}"));
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(&topic, 0, Offset::Offset(start))
             .unwrap();
