@@ -914,6 +914,13 @@ pub fn run(
         // than after the default second: a flush that pauses reading fills the queue,
         // and a second of idle fetcher per flush halved throughput.
         .set("fetch.queue.backoff.ms", "10")
+        // A fetch of partitions at their end waits this long on the broker for new
+        // messages, and while it waits no other fetch goes to that broker: with the
+        // queue bound above, the last partitions of a backlog are read after the others
+        // reached their end, each step behind such a wait. 100 ms rather than the
+        // default 500 took a 500 k-event backlog from 1.9 to 1.4 s (docs/benchmarks.md);
+        // idle, it is ten small requests a second.
+        .set("fetch.wait.max.ms", "100")
         .set("fetch.max.bytes", "16777216")
         .set("max.poll.interval.ms", "600000");
     topics::apply_properties(&mut config, &options.properties)?;
