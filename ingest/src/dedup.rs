@@ -1,15 +1,13 @@
 //! Re-sent events (same `event_id`) are stored once. Ids are remembered in a window of
-//! the most recent ones: 10 M ids by default, about 42 bytes an id at most (a 16-byte
-//! slot at a load of 5/8 or more, and 16 bytes in the eviction queue: ≈ 420 MB for a
-//! full window), far more than a week of a city's events (≈ 600 k).
+//! the most recent ones: 10 M ids by default, far more than a week of a city's events
+//! (≈ 600 k), in 29 bytes an id at that size (≈ 295 MB for a full window; at most 42
+//! bytes an id for other sizes, see [`RecentIds`]).
 //!
 //! The ids live in an open-addressing table of our own rather than a `HashMap`: at
 //! hundreds of thousands of events a second every lookup is a cache miss on a table of
 //! millions of ids, and the import loop waited on those one at a time. Here a chunk's
-//! ids can be [`RecentIds::prefetch`]ed first (independent loads the CPU overlaps), and
-//! a slot is 16 bytes instead of 32.
+//! ids can be [`RecentIds::prefetch`]ed first (independent loads the CPU overlaps).
 
-use std::collections::VecDeque;
 use std::hash::BuildHasher;
 
 /// Ids are hashed with foldhash, seeded per process, so a sender cannot aim collisions
@@ -17,6 +15,10 @@ use std::hash::BuildHasher;
 type Hasher = foldhash::fast::RandomState;
 
 pub const DEFAULT_WINDOW: usize = 10_000_000;
+
+/// The largest window: a ring position must fit the 32 bits a slot keeps of it (and a
+/// billion ids would be ≈ 30 GB anyway).
+pub const MAX_WINDOW: usize = 1 << 30;
 
 /// What the window knew of an id before it was inserted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,28 +32,47 @@ pub enum Seen {
 }
 
 /// The most recent `capacity` event ids, oldest forgotten first.
+///
+/// The ids themselves sit once, in arrival order, in a ring (16 bytes each); the hash
+/// table holds 8-byte slots pointing into the ring: 32 bits of the id's hash (which
+/// also name its home slot, so the table rehashes and shifts without reading the
+/// ring) and the id's ring position. A full window of 10 M ids is 160 MB of ring and
+/// 134 MB of table (2²⁴ slots, at most 5/8 full), where a table of ids and a queue of
+/// ids beside it took twice that. The flag "seen in this run" is a bit per ring
+/// position.
 pub struct RecentIds {
     table: IdTable,
-    order: VecDeque<u128>,
+    /// The ids in arrival order; once `capacity` long, a circle whose oldest is at
+    /// `head`.
+    ring: Vec<u128>,
+    /// One bit per ring position: the id there was seen in this run.
+    this_run: Vec<u64>,
+    head: usize,
     capacity: usize,
 }
 
 impl RecentIds {
+    /// A window of `capacity` ids, at least 1 and at most [`MAX_WINDOW`].
     pub fn new(capacity: usize) -> Self {
         RecentIds {
             table: IdTable::new(),
-            order: VecDeque::new(),
-            capacity: capacity.max(1),
+            ring: Vec::new(),
+            this_run: Vec::new(),
+            head: 0,
+            capacity: capacity.clamp(1, MAX_WINDOW),
         }
     }
 
     /// Remembers an id seen in this run, and says what was known of it.
     pub fn insert(&mut self, id: u128) -> Seen {
-        match self.table.insert(id, true, true) {
-            Some(true) => Seen::ThisRun,
-            Some(false) => Seen::InLake,
+        match self.find(id) {
+            Some(at) => {
+                let was = self.flag(at);
+                self.set_flag(at, true);
+                if was { Seen::ThisRun } else { Seen::InLake }
+            }
             None => {
-                self.remember(id);
+                self.remember(id, true);
                 Seen::New
             }
         }
@@ -59,8 +80,8 @@ impl RecentIds {
 
     /// Remembers an id the lake holds (from before this run).
     pub fn seed(&mut self, id: u128) {
-        if self.table.insert(id, false, false).is_none() {
-            self.remember(id);
+        if self.find(id).is_none() {
+            self.remember(id, false);
         }
     }
 
@@ -70,18 +91,17 @@ impl RecentIds {
     pub fn insert_all(&mut self, ids: &[u128]) -> Vec<Seen> {
         const AHEAD: usize = 16;
         for &id in ids.iter().take(AHEAD) {
-            self.table.prefetch(id);
+            self.table.prefetch(self.table.hash(id));
         }
         let mut seen = Vec::with_capacity(ids.len());
         for (i, &id) in ids.iter().enumerate() {
             if let Some(&ahead) = ids.get(i + AHEAD) {
-                self.table.prefetch(ahead);
+                self.table.prefetch(self.table.hash(ahead));
             }
             // With the window full, each new id evicts the oldest: read ahead there too.
-            if self.order.len() >= self.capacity
-                && let Some(&old) = self.order.get(AHEAD)
-            {
-                self.table.prefetch(old);
+            if self.ring.len() == self.capacity {
+                let old = self.ring[(self.head + AHEAD) % self.capacity];
+                self.table.prefetch(self.table.hash(old));
             }
             seen.push(self.insert(id));
         }
@@ -91,35 +111,86 @@ impl RecentIds {
     /// Makes room for `additional` more ids (within the window) at once: growing the
     /// table step by step costs a rehash and fresh pages each time.
     pub fn reserve(&mut self, additional: usize) {
-        let want = (self.order.len() + additional).min(self.capacity);
+        let want = (self.ring.len() + additional).min(self.capacity);
         self.table.reserve(want);
-    }
-
-    fn remember(&mut self, id: u128) {
-        self.order.push_back(id);
-        if self.order.len() > self.capacity
-            && let Some(old) = self.order.pop_front()
-        {
-            self.table.remove(old);
-        }
+        self.ring.reserve_exact(want - self.ring.len());
+        self.this_run.resize(want.div_ceil(64).max(self.this_run.len()), 0);
     }
 
     /// Forgets an id: its event was read but not stored (a dropped buffer), and must
-    /// not count as seen when it is read again.
+    /// not count as seen when it is read again. Its ring position stays taken until
+    /// the window moves past it.
     pub fn forget(&mut self, id: u128) {
-        self.table.remove(id);
+        let hash = self.table.hash(id);
+        let ring = &self.ring;
+        self.table.remove(hash, |at| ring[at] == id);
     }
 
     pub fn contains(&self, id: u128) -> bool {
-        self.table.contains(id)
+        self.find(id).is_some()
     }
 
+    /// Ids in the window (forgotten ones count until the window moves past them).
     pub fn len(&self) -> usize {
-        self.order.len()
+        self.ring.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.order.is_empty()
+        self.ring.is_empty()
+    }
+
+    /// Bytes the window holds on the heap, for the memory figures of the docs.
+    pub fn heap_bytes(&self) -> usize {
+        self.table.slots.capacity() * 8 + self.ring.capacity() * 16 + self.this_run.capacity() * 8
+    }
+
+    /// The ring position of `id`, if the window holds it.
+    fn find(&self, id: u128) -> Option<usize> {
+        let ring = &self.ring;
+        match self.table.probe(self.table.hash(id), |at| ring[at] == id) {
+            Probe::Found(_, at) => Some(at),
+            Probe::Vacant(_) => None,
+        }
+    }
+
+    /// Puts a new id in the ring (evicting the oldest when full) and in the table.
+    fn remember(&mut self, id: u128, this_run: bool) {
+        let at = if self.ring.len() < self.capacity {
+            if self.ring.len() == self.ring.capacity() {
+                // Doubling, but never past the window: a 10 M window must not cost 16 M.
+                let more = self.ring.len().max(1024).min(self.capacity - self.ring.len());
+                self.ring.reserve_exact(more);
+            }
+            self.ring.push(id);
+            let at = self.ring.len() - 1;
+            if at / 64 >= self.this_run.len() {
+                self.this_run.resize((at / 64 + 1).max(self.this_run.len() * 2), 0);
+            }
+            at
+        } else {
+            let at = self.head;
+            let old = self.ring[at];
+            // Only the slot that points here: the old id may have been forgotten, or
+            // forgotten and remembered again at a newer position.
+            self.table.remove(self.table.hash(old), |p| p == at);
+            self.ring[at] = id;
+            self.head = (at + 1) % self.capacity;
+            at
+        };
+        self.set_flag(at, this_run);
+        self.table.insert(self.table.hash(id), at);
+    }
+
+    fn flag(&self, at: usize) -> bool {
+        self.this_run[at / 64] & (1 << (at % 64)) != 0
+    }
+
+    fn set_flag(&mut self, at: usize, on: bool) {
+        if on {
+            self.this_run[at / 64] |= 1 << (at % 64);
+        } else {
+            self.this_run[at / 64] &= !(1 << (at % 64));
+        }
     }
 }
 
@@ -137,23 +208,23 @@ fn prefetch<T>(at: &T) {
     let _ = at;
 }
 
-/// A set of ids, each with one flag (seen in this run): linear probing over a power of
-/// two of 16-byte slots, at most 5/8 full, deletion by backward shift (no tombstones, so
-/// a window that turns over forever never degrades).
+/// Ring positions, found by their id's hash: linear probing over a power of two (at
+/// most 2³²) of 8-byte slots, at most 5/8 full, deletion by backward shift (no
+/// tombstones, so a window that turns over forever never degrades).
 ///
-/// The slot value 0 marks an empty slot; the id 0 (the nil UUID, which the contract
-/// does not forbid) is kept beside the table.
+/// A slot is `hash << 32 | position + 1`, where `hash` is the low 32 bits of the id's
+/// hash; 0 is an empty slot. The home slot is `hash & mask`, so moving a slot never
+/// needs its id; the hash's bits above the mask spare most false matches a look at the
+/// ring, and the ring confirms the rest.
 struct IdTable {
-    slots: Vec<u128>,
-    /// One bit per slot: the id in it was seen in this run.
-    this_run: Vec<u64>,
+    slots: Vec<u64>,
     len: usize,
-    nil: Option<bool>,
     hasher: Hasher,
 }
 
 enum Probe {
-    Found(usize),
+    /// The slot index and the ring position it names.
+    Found(usize, usize),
     Vacant(usize),
 }
 
@@ -163,50 +234,37 @@ impl IdTable {
     fn new() -> Self {
         IdTable {
             slots: vec![0; Self::INITIAL_SLOTS],
-            this_run: vec![0; Self::INITIAL_SLOTS / 64],
             len: 0,
-            nil: None,
             hasher: Hasher::default(),
         }
+    }
+
+    fn hash(&self, id: u128) -> u32 {
+        self.hasher.hash_one(id) as u32
     }
 
     fn mask(&self) -> usize {
         self.slots.len() - 1
     }
 
-    fn home(&self, id: u128) -> usize {
-        self.hasher.hash_one(id) as usize & self.mask()
-    }
-
-    fn probe(&self, id: u128) -> Probe {
+    /// Looks for the slot with this hash whose position `is` the one sought.
+    fn probe(&self, hash: u32, is: impl Fn(usize) -> bool) -> Probe {
         let mask = self.mask();
-        let mut i = self.home(id);
+        let mut i = hash as usize & mask;
         loop {
             match self.slots[i] {
                 0 => return Probe::Vacant(i),
-                k if k == id => return Probe::Found(i),
+                s if (s >> 32) as u32 == hash && is(position(s)) => {
+                    return Probe::Found(i, position(s));
+                }
                 _ => i = (i + 1) & mask,
             }
         }
     }
 
-    fn flag(&self, i: usize) -> bool {
-        self.this_run[i / 64] & (1 << (i % 64)) != 0
-    }
-
-    fn set_flag(&mut self, i: usize, on: bool) {
-        if on {
-            self.this_run[i / 64] |= 1 << (i % 64);
-        } else {
-            self.this_run[i / 64] &= !(1 << (i % 64));
-        }
-    }
-
-    /// Asks the CPU to bring the id's home slot and flag word into the cache.
-    fn prefetch(&self, id: u128) {
-        let i = self.home(id);
-        prefetch(&self.slots[i]);
-        prefetch(&self.this_run[i / 64]);
+    /// Asks the CPU to bring a hash's home slot into the cache.
+    fn prefetch(&self, hash: u32) {
+        prefetch(&self.slots[hash as usize & self.mask()]);
     }
 
     /// Grows once to hold `len` ids within the load limit.
@@ -220,50 +278,20 @@ impl IdTable {
         }
     }
 
-    fn contains(&self, id: u128) -> bool {
-        if id == 0 {
-            return self.nil.is_some();
+    /// Adds a position known to be absent.
+    fn insert(&mut self, hash: u32, at: usize) {
+        if (self.len + 1) * 8 > self.slots.len() * 5 {
+            self.rehash(self.slots.len() * 2);
         }
-        matches!(self.probe(id), Probe::Found(_))
+        let Probe::Vacant(i) = self.probe(hash, |_| false) else {
+            unreachable!("a probe that matches nothing ends at a vacant slot");
+        };
+        self.slots[i] = (hash as u64) << 32 | (at as u64 + 1);
+        self.len += 1;
     }
 
-    /// Inserts `id` with `this_run`, or, when present and `update`, sets its flag;
-    /// returns the flag it had, if present. One probe either way.
-    fn insert(&mut self, id: u128, this_run: bool, update: bool) -> Option<bool> {
-        if id == 0 {
-            let was = self.nil;
-            if was.is_none() || update {
-                self.nil = Some(this_run);
-            }
-            return was;
-        }
-        match self.probe(id) {
-            Probe::Found(i) => {
-                let was = self.flag(i);
-                if update {
-                    self.set_flag(i, this_run);
-                }
-                Some(was)
-            }
-            Probe::Vacant(i) => {
-                if (self.len + 1) * 8 > self.slots.len() * 5 {
-                    self.grow();
-                    return self.insert(id, this_run, update);
-                }
-                self.slots[i] = id;
-                self.set_flag(i, this_run);
-                self.len += 1;
-                None
-            }
-        }
-    }
-
-    fn remove(&mut self, id: u128) {
-        if id == 0 {
-            self.nil = None;
-            return;
-        }
-        let Probe::Found(mut hole) = self.probe(id) else {
+    fn remove(&mut self, hash: u32, is: impl Fn(usize) -> bool) {
+        let Probe::Found(mut hole, _) = self.probe(hash, is) else {
             return;
         };
         // Backward shift: pull later members of the run into the hole while that keeps
@@ -272,39 +300,37 @@ impl IdTable {
         let mut j = hole;
         loop {
             j = (j + 1) & mask;
-            let k = self.slots[j];
-            if k == 0 {
+            let s = self.slots[j];
+            if s == 0 {
                 break;
             }
-            let home = self.home(k);
+            let home = (s >> 32) as usize & mask;
             // Distance from home to j, and from home to the hole, going forward.
             if (j.wrapping_sub(home) & mask) >= (j.wrapping_sub(hole) & mask) {
-                self.slots[hole] = k;
-                let flag = self.flag(j);
-                self.set_flag(hole, flag);
+                self.slots[hole] = s;
                 hole = j;
             }
         }
         self.slots[hole] = 0;
-        self.set_flag(hole, false);
         self.len -= 1;
-    }
-
-    fn grow(&mut self) {
-        self.rehash(self.slots.len() * 2);
     }
 
     fn rehash(&mut self, n: usize) {
         let slots = std::mem::replace(&mut self.slots, vec![0; n]);
-        let flags = std::mem::replace(&mut self.this_run, vec![0; n / 64]);
-        self.len = 0;
-        for (i, id) in slots.into_iter().enumerate() {
-            if id != 0 {
-                let flag = flags[i / 64] & (1 << (i % 64)) != 0;
-                self.insert(id, flag, true);
+        let mask = self.mask();
+        for s in slots.into_iter().filter(|s| *s != 0) {
+            let mut i = (s >> 32) as usize & mask;
+            while self.slots[i] != 0 {
+                i = (i + 1) & mask;
             }
+            self.slots[i] = s;
         }
     }
+}
+
+/// The ring position a slot names.
+fn position(slot: u64) -> usize {
+    (slot as u32 - 1) as usize
 }
 
 #[cfg(test)]
@@ -345,15 +371,19 @@ mod tests {
         assert_eq!(ids.insert(5), Seen::ThisRun);
     }
 
-    /// The table against a `HashMap` model, through inserts, seeds, forgets and a small
-    /// window that turns over many times (every removal a backward shift).
+    /// The window against a `HashMap` model, through inserts, seeds, forgets and a
+    /// small window that turns over many times (every removal a backward shift). The
+    /// model knows each id's latest arrival: an id forgotten and seen again stays until
+    /// the window moves past its *new* arrival.
     #[test]
     fn agrees_with_a_map_through_a_turning_window() {
-        use std::collections::HashMap;
+        use std::collections::{HashMap, VecDeque};
         let window = 1000;
         let mut ids = RecentIds::new(window);
-        let mut model: HashMap<u128, bool> = HashMap::new();
-        let mut order: VecDeque<u128> = VecDeque::new();
+        // id → (seen in this run, arrival); arrivals in order.
+        let mut model: HashMap<u128, (bool, u64)> = HashMap::new();
+        let mut order: VecDeque<(u128, u64)> = VecDeque::new();
+        let mut arrivals = 0u64;
         let mut rng = 0x2545_f491_4f6c_dd1du64;
         let mut next = || {
             rng ^= rng << 13;
@@ -364,12 +394,16 @@ mod tests {
         for step in 0..200_000 {
             // Ids from a small space, so re-sends, seeds of known ids and the nil id occur.
             let id = (next() % 3000) as u128;
+            let mut arrive = |model: &mut HashMap<u128, (bool, u64)>, this_run| {
+                arrivals += 1;
+                model.insert(id, (this_run, arrivals));
+                order.push_back((id, arrivals));
+            };
             match next() % 10 {
                 0 => {
                     ids.seed(id);
-                    if let std::collections::hash_map::Entry::Vacant(e) = model.entry(id) {
-                        e.insert(false);
-                        order.push_back(id);
+                    if !model.contains_key(&id) {
+                        arrive(&mut model, false);
                     }
                 }
                 1 => {
@@ -377,11 +411,14 @@ mod tests {
                     model.remove(&id);
                 }
                 _ => {
-                    let expected = match model.insert(id, true) {
-                        Some(true) => Seen::ThisRun,
-                        Some(false) => Seen::InLake,
+                    let expected = match model.get_mut(&id) {
+                        Some((true, _)) => Seen::ThisRun,
+                        Some((flag, _)) => {
+                            *flag = true;
+                            Seen::InLake
+                        }
                         None => {
-                            order.push_back(id);
+                            arrive(&mut model, true);
                             Seen::New
                         }
                     };
@@ -395,8 +432,10 @@ mod tests {
                 }
             }
             if order.len() > window {
-                let old = order.pop_front().unwrap();
-                model.remove(&old);
+                let (old, arrival) = order.pop_front().unwrap();
+                if model.get(&old).is_some_and(|(_, a)| *a == arrival) {
+                    model.remove(&old);
+                }
             }
             if step % 997 == 0 {
                 for probe in 0..3000u128 {
@@ -405,6 +444,27 @@ mod tests {
             }
         }
         assert_eq!(ids.len(), order.len());
+    }
+
+    /// The memory figures the docs give: the default window of 10 M ids costs under 30
+    /// bytes an id; any window at most 16 + 8 × 8/5 × 2 ≈ 42 (a table just doubled).
+    #[test]
+    fn a_window_costs_under_thirty_bytes_an_id_at_the_default_and_at_most_42() {
+        let mut ids = RecentIds::new(DEFAULT_WINDOW);
+        ids.reserve(DEFAULT_WINDOW); // as import does, from the file's size
+        let per_id = ids.heap_bytes() as f64 / DEFAULT_WINDOW as f64;
+        assert!((24.0..30.0).contains(&per_id), "{per_id} bytes an id");
+
+        // Grown step by step to a window just past a table size, and turned over.
+        let window = (1 << 21) * 5 / 8 + 1;
+        let mut ids = RecentIds::new(window);
+        for id in 1..=(window as u128 * 3 / 2) {
+            ids.insert(id);
+        }
+        assert_eq!(ids.len(), window);
+        let per_id = ids.heap_bytes() as f64 / window as f64;
+        assert!(per_id <= 42.0, "{per_id} bytes an id");
+        assert!(ids.contains(window as u128 * 3 / 2) && !ids.contains(1));
     }
 
     #[test]

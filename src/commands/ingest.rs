@@ -45,7 +45,7 @@ pub struct Args {
     /// (0: never).
     #[arg(long, default_value_t = 200)]
     compact_every: u64,
-    /// Event ids remembered for dedup (about 50 bytes each).
+    /// Event ids remembered for dedup (about 30 bytes each; at most 2^30).
     #[arg(long, default_value_t = wenming_ingest::dedup::DEFAULT_WINDOW)]
     dedup_window: usize,
     /// Serve Prometheus metrics at http://ADDR/metrics.
