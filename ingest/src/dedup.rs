@@ -157,8 +157,16 @@ impl RecentIds {
     fn remember(&mut self, id: u128, this_run: bool) {
         let at = if self.ring.len() < self.capacity {
             if self.ring.len() == self.ring.capacity() {
-                // Doubling, but never past the window: a 10 M window must not cost 16 M.
-                let more = self.ring.len().max(1024).min(self.capacity - self.ring.len());
+                // The whole window at once, up to 16 M ids (256 MB of address space, but
+                // pages only count once written, and the ring is written in order):
+                // growing by doubling copied the ring each time, and at its last step a
+                // full 10 M window held 134 + 160 MB at once. Larger windows double,
+                // never past the window.
+                let more = if self.capacity <= 1 << 24 {
+                    self.capacity - self.ring.len()
+                } else {
+                    self.ring.len().max(1024).min(self.capacity - self.ring.len())
+                };
                 self.ring.reserve_exact(more);
             }
             self.ring.push(id);
