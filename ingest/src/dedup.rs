@@ -114,7 +114,8 @@ impl RecentIds {
         let want = (self.ring.len() + additional).min(self.capacity);
         self.table.reserve(want);
         self.ring.reserve_exact(want - self.ring.len());
-        self.this_run.resize(want.div_ceil(64).max(self.this_run.len()), 0);
+        self.this_run
+            .resize(want.div_ceil(64).max(self.this_run.len()), 0);
     }
 
     /// Forgets an id: its event was read but not stored (a dropped buffer), and must
@@ -165,14 +166,18 @@ impl RecentIds {
                 let more = if self.capacity <= 1 << 24 {
                     self.capacity - self.ring.len()
                 } else {
-                    self.ring.len().max(1024).min(self.capacity - self.ring.len())
+                    self.ring
+                        .len()
+                        .max(1024)
+                        .min(self.capacity - self.ring.len())
                 };
                 self.ring.reserve_exact(more);
             }
             self.ring.push(id);
             let at = self.ring.len() - 1;
             if at / 64 >= self.this_run.len() {
-                self.this_run.resize((at / 64 + 1).max(self.this_run.len() * 2), 0);
+                self.this_run
+                    .resize((at / 64 + 1).max(self.this_run.len() * 2), 0);
             }
             at
         } else {
