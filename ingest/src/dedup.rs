@@ -85,27 +85,36 @@ impl RecentIds {
         }
     }
 
+    /// How far ahead of the id being inserted [`prefetch`](Self::prefetch) pays: enough
+    /// loads in flight to hide a miss, few enough that they are still cached when used.
+    pub const AHEAD: usize = 16;
+
     /// [`insert`](Self::insert)s each id in order and says what was known of each. The
     /// slots of the ids a little ahead are prefetched, so the cache misses of a table of
     /// millions of ids overlap instead of coming one after another.
     pub fn insert_all(&mut self, ids: &[u128]) -> Vec<Seen> {
-        const AHEAD: usize = 16;
-        for &id in ids.iter().take(AHEAD) {
-            self.table.prefetch(self.table.hash(id));
+        for &id in ids.iter().take(Self::AHEAD) {
+            self.prefetch(id);
         }
         let mut seen = Vec::with_capacity(ids.len());
         for (i, &id) in ids.iter().enumerate() {
-            if let Some(&ahead) = ids.get(i + AHEAD) {
-                self.table.prefetch(self.table.hash(ahead));
-            }
-            // With the window full, each new id evicts the oldest: read ahead there too.
-            if self.ring.len() == self.capacity {
-                let old = self.ring[(self.head + AHEAD) % self.capacity];
-                self.table.prefetch(self.table.hash(old));
+            if let Some(&ahead) = ids.get(i + Self::AHEAD) {
+                self.prefetch(ahead);
             }
             seen.push(self.insert(id));
         }
         seen
+    }
+
+    /// Asks the CPU for the memory that inserting `id` about [`Self::AHEAD`] inserts
+    /// from now will read: its home slot and, with the window full, the slot of the id
+    /// it will evict. Only a hint: it changes nothing.
+    pub fn prefetch(&self, id: u128) {
+        self.table.prefetch(self.table.hash(id));
+        if self.ring.len() == self.capacity {
+            let old = self.ring[(self.head + Self::AHEAD) % self.capacity];
+            self.table.prefetch(self.table.hash(old));
+        }
     }
 
     /// Makes room for `additional` more ids (within the window) at once: growing the
