@@ -308,6 +308,13 @@ async fn a_stream_with_resends_and_defects_lands_once_with_every_rejection_dead_
     assert_eq!(c["stored"], expected.distinct, "{summary}");
     assert_eq!(c["rejected"], expected.rejected.len() as u64, "{summary}");
     assert_eq!(c["read"], c["stored"] + c["duplicates"] + c["rejected"]);
+    // The time without start-up, which `wenming bench ingest` compares like for like.
+    let since: f64 = summary
+        .lines()
+        .find_map(|l| l.strip_prefix("from the first assignment: "))
+        .and_then(|rest| rest.split_once(" s")?.0.parse().ok())
+        .unwrap_or_else(|| panic!("no time from the first assignment: {summary}"));
+    assert!(since > 0.0 && since < 120.0, "{summary}");
     assert_eq!(
         lake_counts(&lake).await,
         (expected.distinct, expected.distinct)

@@ -196,6 +196,8 @@ struct Pipeline {
     needs_reset: bool,
     /// When the assignment last changed (for `--exit-at-end` in a group).
     assignment_changed: Instant,
+    /// When partitions were first assigned to this member.
+    first_assigned: Option<Instant>,
     /// An assignment could not be read from the lake: stop rather than guess.
     fatal: Option<IngestError>,
 }
@@ -760,6 +762,7 @@ impl ConsumerContext for IngestContext {
         );
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                pipeline.first_assigned.get_or_insert_with(Instant::now);
                 // Start every new partition where the lake says, not where Kafka's
                 // group offsets say; and learn what other writers stored meanwhile.
                 if let Err(e) = pipeline.refresh_ids() {
@@ -835,6 +838,9 @@ impl ConsumerContext for IngestContext {
 pub struct IngestSummary {
     pub counts: Snapshot,
     pub elapsed: Duration,
+    /// From the first assignment to the end: the run without starting up and joining
+    /// the group (what a benchmark compares with a consumer that only reads).
+    pub since_assigned: Option<Duration>,
 }
 
 /// Runs ingest on the calling thread until `stop` is set (SIGTERM, Ctrl-C) or, with
@@ -914,6 +920,7 @@ pub fn run(
         spare: Vec::new(),
         needs_reset: false,
         assignment_changed: Instant::now(),
+        first_assigned: None,
         fatal: None,
     }));
 
@@ -1055,6 +1062,7 @@ pub fn run(
     Ok(IngestSummary {
         counts: metrics.snapshot(),
         elapsed: started.elapsed(),
+        since_assigned: p.first_assigned.map(|t| t.elapsed()),
     })
 }
 

@@ -105,6 +105,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         secs,
         c.read as f64 / secs.max(1e-9)
     );
+    if let Some(since) = summary.since_assigned {
+        let secs = since.as_secs_f64();
+        println!(
+            "from the first assignment: {secs:.2} s, {:.0} msg/s",
+            c.read as f64 / secs.max(1e-9)
+        );
+    }
     anyhow::ensure!(c.reconciles(), "counts do not add up: {c:?}");
     Ok(ExitCode::SUCCESS)
 }
