@@ -838,8 +838,9 @@ impl ConsumerContext for IngestContext {
 pub struct IngestSummary {
     pub counts: Snapshot,
     pub elapsed: Duration,
-    /// From the first assignment to the end: the run without starting up and joining
-    /// the group (what a benchmark compares with a consumer that only reads).
+    /// From the first assignment to the last commit: the run without starting up,
+    /// joining and leaving the group (what a benchmark compares with a consumer that
+    /// only reads, from its assignment to the end of its partitions).
     pub since_assigned: Option<Duration>,
 }
 
@@ -1052,6 +1053,13 @@ pub fn run(
             reset(&consumer, &mut p)?;
         }
     }
+    // Everything read is committed: the work is done (leaving the group and a
+    // compaction still running follow).
+    let since_assigned = pipeline
+        .lock()
+        .expect("pipeline lock")
+        .first_assigned
+        .map(|t| t.elapsed());
     drop(consumer);
     let p = pipeline.lock().expect("pipeline lock");
     if let Some(compaction) = &p.compaction {
@@ -1062,7 +1070,7 @@ pub fn run(
     Ok(IngestSummary {
         counts: metrics.snapshot(),
         elapsed: started.elapsed(),
-        since_assigned: p.first_assigned.map(|t| t.elapsed()),
+        since_assigned,
     })
 }
 

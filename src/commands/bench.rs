@@ -196,7 +196,8 @@ fn measure(
     );
     // Like for like: the bare consumer's clock runs from its assignment to the end of
     // its partitions, so ingest's is taken from its first assignment to its last
-    // commit (without the process start, the lake's tables and the group join).
+    // commit (without the process start, the lake's tables, joining and leaving the
+    // group).
     let since_assigned = ingest_out.lines().find_map(|l| {
         l.strip_prefix("from the first assignment: ")?
             .split_once(" s")?
