@@ -414,6 +414,18 @@ fn usage_and_io_errors_exit_2_with_a_clear_message() {
         "{}",
         text(&out.stderr)
     );
+
+    // A dedup window of no ids, or past what a ring position can name, is refused
+    // before anything connects.
+    for window in ["0", "2000000000"] {
+        let out = wenming(&["ingest", "--dedup-window", window]);
+        assert_eq!(out.status.code(), Some(2));
+        assert!(
+            text(&out.stderr).contains(&format!("invalid value '{window}' for '--dedup-window")),
+            "{}",
+            text(&out.stderr)
+        );
+    }
 }
 
 #[test]

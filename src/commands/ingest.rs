@@ -45,9 +45,10 @@ pub struct Args {
     /// (0: never).
     #[arg(long, default_value_t = 200)]
     compact_every: u64,
-    /// Event ids remembered for dedup (about 30 bytes each; at most 2^30).
-    #[arg(long, default_value_t = wenming_ingest::dedup::DEFAULT_WINDOW)]
-    dedup_window: usize,
+    /// Event ids remembered for dedup (about 30 bytes each; 1 to 2^30).
+    #[arg(long, default_value_t = wenming_ingest::dedup::DEFAULT_WINDOW as u64,
+          value_parser = clap::value_parser!(u64).range(1..=wenming_ingest::dedup::MAX_WINDOW as u64))]
+    dedup_window: u64,
     /// Serve Prometheus metrics at http://ADDR/metrics.
     #[arg(long, env = "WENMING_INGEST__METRICS")]
     metrics: Option<SocketAddr>,
@@ -65,7 +66,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     options.flush_bytes = args.flush_mib.max(1) << 20;
     options.flush_latency = Duration::from_millis(args.flush_ms);
     options.compact_every = args.compact_every;
-    options.dedup_window = args.dedup_window.max(1);
+    // Within 1..=MAX_WINDOW (clap checked), so it fits a usize.
+    options.dedup_window = args.dedup_window as usize;
     options.metrics_addr = args.metrics;
 
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
