@@ -583,18 +583,23 @@ fn metric(body: &str, name: &str) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
-/// A producer that shares no code with librdkafka (kafka-python) feeds the broker;
-/// the lake and the dead-letter topic come out the same. Needs `pip install
-/// kafka-python`; CI sets WENMING_TEST_PYTHON=1 so that a missing module fails there.
+/// A producer that shares no code with librdkafka (kafka-python) feeds the broker,
+/// uncompressed and with each of its codecs (gzip, lz4, zstd, snappy: record batches
+/// librdkafka did not write); the lake and the dead-letter topic come out the same.
+/// Needs `pip install kafka-python lz4 zstandard python-snappy`; CI sets
+/// WENMING_TEST_PYTHON=1 so that a missing module fails there.
 #[tokio::test]
 async fn events_produced_by_kafka_python_land_exactly_once() {
-    let have = Command::new("python3")
-        .args(["-c", "import kafka"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !have {
+    let python = |modules: &str| {
+        Command::new("python3")
+            .args(["-c", &format!("import {modules}")])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let required = std::env::var("WENMING_TEST_PYTHON").is_ok();
+    if !python("kafka") {
         assert!(
-            std::env::var("WENMING_TEST_PYTHON").is_err(),
+            !required,
             "WENMING_TEST_PYTHON is set but kafka-python is not installed"
         );
         eprintln!("skipped: python3 with kafka-python not found (pip install kafka-python)");
@@ -602,54 +607,81 @@ async fn events_produced_by_kafka_python_land_exactly_once() {
     }
     let Setup {
         broker,
-        dir: _dir,
+        dir,
         file,
-        lake,
+        lake: _,
         expected,
         topic,
     } = Setup::new("python", "35", "0.03");
-    // The topic exists before kafka-python writes (the broker creates none on demand).
-    ok(&wenming(&[
-        "produce",
-        "/dev/null",
-        "--brokers",
-        &broker.bootstrap,
-        "--topic",
-        &topic,
-        "--partitions",
-        "3",
-    ]));
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/produce.py");
-    let out = Command::new("python3")
-        .args([script, &broker.bootstrap, &topic, file.to_str().unwrap()])
-        .output()
-        .unwrap();
-    ok(&out);
-    run_to_end(&broker, &topic, &lake, &[]);
-    assert_eq!(
-        lake_counts(&lake).await,
-        (expected.distinct, expected.distinct)
-    );
-    assert_dead_letters(&broker, &topic, &expected);
-
-    // And Python's own Delta reader (deltalake / polars), when present, agrees.
-    let check = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/lake_counts.py");
-    let out = Command::new("python3")
-        .args([check, lake.to_str().unwrap()])
-        .output()
-        .unwrap();
-    if out.status.success() {
-        let text = String::from_utf8_lossy(&out.stdout);
+    let codecs = [
+        ("none", "kafka"),
+        ("gzip", "kafka"),
+        ("lz4", "lz4"),
+        ("zstd", "zstandard"),
+        ("snappy", "snappy"),
+    ];
+    for (codec, module) in codecs {
+        if !python(module) {
+            assert!(
+                !required,
+                "WENMING_TEST_PYTHON is set but {module} is not installed"
+            );
+            eprintln!("{codec} skipped: the Python module {module} is not installed");
+            continue;
+        }
+        let topic = format!("{topic}.{codec}");
+        let lake = dir.path().join(format!("lake-{codec}"));
+        // The topic exists before kafka-python writes (the broker creates none on demand).
+        ok(&wenming(&[
+            "produce",
+            "/dev/null",
+            "--brokers",
+            &broker.bootstrap,
+            "--topic",
+            &topic,
+            "--partitions",
+            "3",
+        ]));
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/produce.py");
+        let out = Command::new("python3")
+            .args([
+                script,
+                &broker.bootstrap,
+                &topic,
+                file.to_str().unwrap(),
+                codec,
+            ])
+            .output()
+            .unwrap();
+        ok(&out);
+        let summary = run_to_end(&broker, &topic, &lake, &[]);
         assert_eq!(
-            text.trim(),
-            format!("{} {}", expected.distinct, expected.distinct)
+            lake_counts(&lake).await,
+            (expected.distinct, expected.distinct),
+            "{codec}: {summary}"
         );
-    } else {
-        assert!(
-            std::env::var("WENMING_TEST_PYTHON").is_err(),
-            "python lake check failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_dead_letters(&broker, &topic, &expected);
+
+        // And Python's own Delta reader (deltalake / polars), when present, agrees.
+        let check = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/lake_counts.py");
+        let out = Command::new("python3")
+            .args([check, lake.to_str().unwrap()])
+            .output()
+            .unwrap();
+        if out.status.success() {
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert_eq!(
+                text.trim(),
+                format!("{} {}", expected.distinct, expected.distinct),
+                "{codec}"
+            );
+        } else {
+            assert!(
+                !required,
+                "python lake check failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
     }
 }
 

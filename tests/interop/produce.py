@@ -1,6 +1,9 @@
 """Produce an NDJSON file's lines with kafka-python (no librdkafka): key = unit_id.
 
-usage: produce.py BOOTSTRAP TOPIC FILE
+usage: produce.py BOOTSTRAP TOPIC FILE [COMPRESSION]
+
+COMPRESSION: none (default), gzip, lz4, zstd or snappy (kafka-python's codecs; lz4,
+zstd and snappy need the Python modules lz4, zstandard and python-snappy).
 """
 import json
 import sys
@@ -20,9 +23,11 @@ def key_of(line: bytes):
 
 def main():
     bootstrap, topic, path = sys.argv[1:4]
+    compression = sys.argv[4] if len(sys.argv) > 4 else "none"
     producer = KafkaProducer(
         bootstrap_servers=bootstrap,
         max_request_size=16 * 1024 * 1024,
+        compression_type=None if compression == "none" else compression,
     )
     sent = 0
     futures = []
