@@ -1,7 +1,13 @@
 //! Re-sent events (same `event_id`) are stored once. Ids are remembered in a window of
 //! the most recent ones: 10 M ids by default, far more than a week of a city's events
-//! (≈ 600 k), in 29 bytes an id at that size (≈ 295 MB for a full window; at most 42
+//! (≈ 600 k), in 22 bytes an id at that size (≈ 215 MB for a full window; at most 34
 //! bytes an id for other sizes, see [`RecentIds`]).
+//!
+//! The window keeps a keyed 80-bit fingerprint of each id rather than the id's 128
+//! bits: two different ids are taken for one only if 80 bits of their keyed hashes
+//! agree, ≈ 10⁻¹⁷ for a new id against a full window, ≈ 3 × 10⁻¹⁰ over a year of a
+//! city's events (31 M) — far below the odds of the disk flipping a bit the checksums
+//! miss. [`RecentIds::fingerprint_bits`] gives the figure for any window.
 //!
 //! The ids live in an open-addressing table of our own rather than a `HashMap`: at
 //! hundreds of thousands of events a second every lookup is a cache miss on a table of
@@ -10,14 +16,18 @@
 
 use std::hash::BuildHasher;
 
-/// Ids are hashed with foldhash, seeded per process, so a sender cannot aim collisions
-/// at the table.
-type Hasher = foldhash::fast::RandomState;
+/// Both hashes are foldhash's, each with its own random seed, so that a sender cannot
+/// aim collisions at the window. The second hashes the id's halves swapped, so the two
+/// never fold the same words with the same seed: ids that one hash maps alike, the
+/// other does not. (SipHash for the second cost 50 ns an id, a tenth of the window's
+/// time.)
+type RingHasher = foldhash::quality::RandomState;
+type TagHasher = foldhash::quality::RandomState;
 
 pub const DEFAULT_WINDOW: usize = 10_000_000;
 
-/// The largest window: a ring position must fit the 32 bits a slot keeps of it (and a
-/// billion ids would be ≈ 30 GB anyway).
+/// The largest window: its ring positions and its table's home bits must share a
+/// slot's 64 bits (and a billion ids would be ≈ 20 GB anyway).
 pub const MAX_WINDOW: usize = 1 << 30;
 
 /// What the window knew of an id before it was inserted.
@@ -31,48 +41,71 @@ pub enum Seen {
     ThisRun,
 }
 
+/// An id's two keyed 64-bit hashes: `x` is kept in the ring and names the home slot;
+/// the top bits of `z` that a slot has room for are kept in the table.
+#[derive(Debug, Clone, Copy)]
+struct Key {
+    x: u64,
+    z: u64,
+}
+
 /// The most recent `capacity` event ids, oldest forgotten first.
 ///
-/// The ids themselves sit once, in arrival order, in a ring (16 bytes each); the hash
-/// table holds 8-byte slots pointing into the ring: 32 bits of the id's hash (which
-/// also name its home slot, so the table rehashes and shifts without reading the
-/// ring) and the id's ring position. A full window of 10 M ids is 160 MB of ring and
-/// 134 MB of table (2²⁴ slots, at most 5/8 full), where a table of ids and a queue of
-/// ids beside it took twice that. The flag "seen in this run" is a bit per ring
-/// position.
+/// A 64-bit keyed hash of each id sits once, in arrival order, in a ring (8 bytes
+/// each); the hash table holds 8-byte slots pointing into the ring. A slot is the
+/// id's ring position and, in the bits the position leaves, the low bits of the ring
+/// hash (its home slot, so the table shifts without reading the ring) topped with bits
+/// of a second keyed hash: 16 of them with a full default window, making the
+/// fingerprint 80 bits. A full window of 10 M ids is 80 MB of ring and 134 MB of table
+/// (2²⁴ slots, at most 5/8 full); ids of 16 bytes in the ring took 295 MB, and a table
+/// of ids with a queue of ids beside it 536 MB. The flag "seen in this run" is a bit
+/// per ring position.
 pub struct RecentIds {
     table: IdTable,
-    /// The ids in arrival order; once `capacity` long, a circle whose oldest is at
-    /// `head`.
-    ring: Vec<u128>,
+    /// The ids' ring hashes in arrival order; once `capacity` long, a circle whose
+    /// oldest is at `head`.
+    ring: Vec<u64>,
     /// One bit per ring position: the id there was seen in this run.
     this_run: Vec<u64>,
     head: usize,
     capacity: usize,
+    ring_hasher: RingHasher,
+    tag_hasher: TagHasher,
 }
 
 impl RecentIds {
     /// A window of `capacity` ids, at least 1 and at most [`MAX_WINDOW`].
     pub fn new(capacity: usize) -> Self {
+        let capacity = capacity.clamp(1, MAX_WINDOW);
         RecentIds {
-            table: IdTable::new(),
+            table: IdTable::new(capacity),
             ring: Vec::new(),
             this_run: Vec::new(),
             head: 0,
-            capacity: capacity.clamp(1, MAX_WINDOW),
+            capacity,
+            ring_hasher: RingHasher::default(),
+            tag_hasher: TagHasher::default(),
+        }
+    }
+
+    fn key(&self, id: u128) -> Key {
+        Key {
+            x: self.ring_hasher.hash_one(id),
+            z: self.tag_hasher.hash_one(id.rotate_left(64)),
         }
     }
 
     /// Remembers an id seen in this run, and says what was known of it.
     pub fn insert(&mut self, id: u128) -> Seen {
-        match self.find(id) {
+        let key = self.key(id);
+        match self.find(key) {
             Some(at) => {
                 let was = self.flag(at);
                 self.set_flag(at, true);
                 if was { Seen::ThisRun } else { Seen::InLake }
             }
             None => {
-                self.remember(id, true);
+                self.remember(key, true);
                 Seen::New
             }
         }
@@ -80,8 +113,9 @@ impl RecentIds {
 
     /// Remembers an id the lake holds (from before this run).
     pub fn seed(&mut self, id: u128) {
-        if self.find(id).is_none() {
-            self.remember(id, false);
+        let key = self.key(id);
+        if self.find(key).is_none() {
+            self.remember(key, false);
         }
     }
 
@@ -110,10 +144,10 @@ impl RecentIds {
     /// from now will read: its home slot and, with the window full, the slot of the id
     /// it will evict. Only a hint: it changes nothing.
     pub fn prefetch(&self, id: u128) {
-        self.table.prefetch(self.table.hash(id));
+        self.table.prefetch(self.ring_hasher.hash_one(id));
         if self.ring.len() == self.capacity {
-            let old = self.ring[(self.head + Self::AHEAD) % self.capacity];
-            self.table.prefetch(self.table.hash(old));
+            self.table
+                .prefetch(self.ring[(self.head + Self::AHEAD) % self.capacity]);
         }
     }
 
@@ -121,7 +155,7 @@ impl RecentIds {
     /// table step by step costs a rehash and fresh pages each time.
     pub fn reserve(&mut self, additional: usize) {
         let want = (self.ring.len() + additional).min(self.capacity);
-        self.table.reserve(want);
+        self.table.reserve(want, &self.ring);
         self.ring.reserve_exact(want - self.ring.len());
         self.this_run
             .resize(want.div_ceil(64).max(self.this_run.len()), 0);
@@ -131,13 +165,17 @@ impl RecentIds {
     /// not count as seen when it is read again. Its ring position stays taken until
     /// the window moves past it.
     pub fn forget(&mut self, id: u128) {
-        let hash = self.table.hash(id);
+        let key = self.key(id);
+        let tag = self.table.tag(key);
+        let pos_bits = self.table.pos_bits;
         let ring = &self.ring;
-        self.table.remove(hash, |at| ring[at] == id);
+        self.table.remove(key.x, |s| {
+            s >> pos_bits == tag && ring[position_bits(s, pos_bits)] == key.x
+        });
     }
 
     pub fn contains(&self, id: u128) -> bool {
-        self.find(id).is_some()
+        self.find(self.key(id)).is_some()
     }
 
     /// Ids in the window (forgotten ones count until the window moves past them).
@@ -151,27 +189,38 @@ impl RecentIds {
 
     /// Bytes the window holds on the heap, for the memory figures of the docs.
     pub fn heap_bytes(&self) -> usize {
-        self.table.slots.capacity() * 8 + self.ring.capacity() * 16 + self.this_run.capacity() * 8
+        self.table.slots.capacity() * 8 + self.ring.capacity() * 8 + self.this_run.capacity() * 8
     }
 
-    /// The ring position of `id`, if the window holds it.
-    fn find(&self, id: u128) -> Option<usize> {
+    /// How many bits of two ids' keyed hashes must agree for the window to take one
+    /// for the other, at its present size: the ring's 64 and the second hash's bits
+    /// that the table's slots keep (fewer as the table grows).
+    pub fn fingerprint_bits(&self) -> u32 {
+        64 + self.table.extra_bits()
+    }
+
+    /// The ring position of an id, if the window holds it.
+    fn find(&self, key: Key) -> Option<usize> {
+        let tag = self.table.tag(key);
         let ring = &self.ring;
-        match self.table.probe(self.table.hash(id), |at| ring[at] == id) {
+        let found = self.table.probe(key.x, |s| {
+            self.table.tag_of(s) == tag && ring[self.table.position(s)] == key.x
+        });
+        match found {
             Probe::Found(_, at) => Some(at),
             Probe::Vacant(_) => None,
         }
     }
 
     /// Puts a new id in the ring (evicting the oldest when full) and in the table.
-    fn remember(&mut self, id: u128, this_run: bool) {
+    fn remember(&mut self, key: Key, this_run: bool) {
         let at = if self.ring.len() < self.capacity {
             if self.ring.len() == self.ring.capacity() {
-                // The whole window at once, up to 16 M ids (256 MB of address space, but
+                // The whole window at once, up to 16 M ids (128 MB of address space, but
                 // pages only count once written, and the ring is written in order):
                 // growing by doubling copied the ring each time, and at its last step a
-                // full 10 M window held 134 + 160 MB at once. Larger windows double,
-                // never past the window.
+                // full window held both copies at once. Larger windows double, never
+                // past the window.
                 let more = if self.capacity <= 1 << 24 {
                     self.capacity - self.ring.len()
                 } else {
@@ -182,7 +231,7 @@ impl RecentIds {
                 };
                 self.ring.reserve_exact(more);
             }
-            self.ring.push(id);
+            self.ring.push(key.x);
             let at = self.ring.len() - 1;
             if at / 64 >= self.this_run.len() {
                 self.this_run
@@ -191,16 +240,17 @@ impl RecentIds {
             at
         } else {
             let at = self.head;
-            let old = self.ring[at];
             // Only the slot that points here: the old id may have been forgotten, or
             // forgotten and remembered again at a newer position.
-            self.table.remove(self.table.hash(old), |p| p == at);
-            self.ring[at] = id;
+            let pos_bits = self.table.pos_bits;
+            self.table
+                .remove(self.ring[at], |s| position_bits(s, pos_bits) == at);
+            self.ring[at] = key.x;
             self.head = (at + 1) % self.capacity;
             at
         };
         self.set_flag(at, this_run);
-        self.table.insert(self.table.hash(id), at);
+        self.table.insert(key, at, &self.ring);
     }
 
     fn flag(&self, at: usize) -> bool {
@@ -213,6 +263,16 @@ impl RecentIds {
         } else {
             self.this_run[at / 64] &= !(1 << (at % 64));
         }
+    }
+}
+
+/// Seeds a window with a slice of the lake's ids, as [`crate::lake::Lake::recent_ids`]
+/// hands them over, making room first for those and the `more` still to come (one
+/// growth of the table rather than a doubling at a time, each holding two tables).
+pub fn seed(ids: &mut RecentIds, chunk: &[u128], more: usize) {
+    ids.reserve(chunk.len() + more);
+    for &id in chunk {
+        ids.seed(id);
     }
 }
 
@@ -230,18 +290,21 @@ fn prefetch<T>(at: &T) {
     let _ = at;
 }
 
-/// Ring positions, found by their id's hash: linear probing over a power of two (at
-/// most 2³²) of 8-byte slots, at most 5/8 full, deletion by backward shift (no
-/// tombstones, so a window that turns over forever never degrades).
+/// Ring positions, found by their id's ring hash: linear probing over a power of two
+/// of 8-byte slots, at most 5/8 full, deletion by backward shift (no tombstones, so a
+/// window that turns over forever never degrades).
 ///
-/// A slot is `hash << 32 | position + 1`, where `hash` is the low 32 bits of the id's
-/// hash; 0 is an empty slot. The home slot is `hash & mask`, so moving a slot never
-/// needs its id; the hash's bits above the mask spare most false matches a look at the
-/// ring, and the ring confirms the rest.
+/// A slot is `tag << POS | position + 1`, 0 an empty slot, where `POS` is the fewest
+/// bits that hold the window's positions (24 for 10 M) and the tag fills the rest: its
+/// low `log2(slots)` bits are the ring hash's (the home slot, so moving a slot never
+/// needs its id) and the bits above are the top bits of the second hash. When the
+/// table doubles, each tag takes one more bit of the ring hash (read from the ring)
+/// in place of its lowest bit of the second hash.
 struct IdTable {
     slots: Vec<u64>,
     len: usize,
-    hasher: Hasher,
+    /// Bits of a slot that hold `position + 1`.
+    pos_bits: u32,
 }
 
 enum Probe {
@@ -253,67 +316,93 @@ enum Probe {
 impl IdTable {
     const INITIAL_SLOTS: usize = 1 << 12;
 
-    fn new() -> Self {
+    fn new(capacity: usize) -> Self {
         IdTable {
             slots: zeroed(Self::INITIAL_SLOTS),
             len: 0,
-            hasher: Hasher::default(),
+            pos_bits: usize::BITS - capacity.leading_zeros(),
         }
-    }
-
-    fn hash(&self, id: u128) -> u32 {
-        self.hasher.hash_one(id) as u32
     }
 
     fn mask(&self) -> usize {
         self.slots.len() - 1
     }
 
-    /// Looks for the slot with this hash whose position `is` the one sought.
-    fn probe(&self, hash: u32, is: impl Fn(usize) -> bool) -> Probe {
+    /// Bits of the home slot: log2 of the table's size.
+    fn home_bits(&self) -> u32 {
+        self.slots.len().trailing_zeros()
+    }
+
+    /// Bits of the second hash a tag keeps.
+    fn extra_bits(&self) -> u32 {
+        64 - self.pos_bits - self.home_bits()
+    }
+
+    /// The tag of a key at the table's present size.
+    fn tag(&self, key: Key) -> u64 {
+        tag(
+            key.x,
+            key.z >> self.home_bits() >> self.pos_bits,
+            self.home_bits(),
+        )
+    }
+
+    fn tag_of(&self, slot: u64) -> u64 {
+        slot >> self.pos_bits
+    }
+
+    fn slot(&self, tag: u64, at: usize) -> u64 {
+        tag << self.pos_bits | (at as u64 + 1)
+    }
+
+    /// Looks for the slot that `is` the one sought, from the home slot of ring hash `x`.
+    fn probe(&self, x: u64, is: impl Fn(u64) -> bool) -> Probe {
         let mask = self.mask();
-        let mut i = hash as usize & mask;
+        let mut i = x as usize & mask;
         loop {
             match self.slots[i] {
                 0 => return Probe::Vacant(i),
-                s if (s >> 32) as u32 == hash && is(position(s)) => {
-                    return Probe::Found(i, position(s));
-                }
+                s if is(s) => return Probe::Found(i, self.position(s)),
                 _ => i = (i + 1) & mask,
             }
         }
     }
 
-    /// Asks the CPU to bring a hash's home slot into the cache.
-    fn prefetch(&self, hash: u32) {
-        prefetch(&self.slots[hash as usize & self.mask()]);
+    fn position(&self, slot: u64) -> usize {
+        position_bits(slot, self.pos_bits)
+    }
+
+    /// Asks the CPU to bring the home slot of ring hash `x` into the cache.
+    fn prefetch(&self, x: u64) {
+        prefetch(&self.slots[x as usize & self.mask()]);
     }
 
     /// Grows once to hold `len` ids within the load limit.
-    fn reserve(&mut self, len: usize) {
+    fn reserve(&mut self, len: usize, ring: &[u64]) {
         let mut n = self.slots.len();
         while len * 8 > n * 5 {
             n *= 2;
         }
         if n > self.slots.len() {
-            self.rehash(n);
+            self.rehash(n, ring);
         }
     }
 
-    /// Adds a position known to be absent.
-    fn insert(&mut self, hash: u32, at: usize) {
+    /// Adds a position known to be absent; `ring[at]` is already `key.x`.
+    fn insert(&mut self, key: Key, at: usize, ring: &[u64]) {
         if (self.len + 1) * 8 > self.slots.len() * 5 {
-            self.rehash(self.slots.len() * 2);
+            self.rehash(self.slots.len() * 2, ring);
         }
-        let Probe::Vacant(i) = self.probe(hash, |_| false) else {
+        let Probe::Vacant(i) = self.probe(key.x, |_| false) else {
             unreachable!("a probe that matches nothing ends at a vacant slot");
         };
-        self.slots[i] = (hash as u64) << 32 | (at as u64 + 1);
+        self.slots[i] = self.slot(self.tag(key), at);
         self.len += 1;
     }
 
-    fn remove(&mut self, hash: u32, is: impl Fn(usize) -> bool) {
-        let Probe::Found(mut hole, _) = self.probe(hash, is) else {
+    /// Removes the slot that `is` the one sought, from the home slot of ring hash `x`.
+    fn remove(&mut self, x: u64, is: impl Fn(u64) -> bool) {
+        let Probe::Found(mut hole, _) = self.probe(x, is) else {
             return;
         };
         // Backward shift: pull later members of the run into the hole while that keeps
@@ -326,7 +415,7 @@ impl IdTable {
             if s == 0 {
                 break;
             }
-            let home = (s >> 32) as usize & mask;
+            let home = self.tag_of(s) as usize & mask;
             // Distance from home to j, and from home to the hole, going forward.
             if (j.wrapping_sub(home) & mask) >= (j.wrapping_sub(hole) & mask) {
                 self.slots[hole] = s;
@@ -337,17 +426,37 @@ impl IdTable {
         self.len -= 1;
     }
 
-    fn rehash(&mut self, n: usize) {
+    /// Moves every slot to a table of `n` slots. Each tag gives up low bits of the
+    /// second hash for the ring hash's bits the larger home needs.
+    fn rehash(&mut self, n: usize, ring: &[u64]) {
+        let old_home_bits = self.home_bits();
         let slots = std::mem::replace(&mut self.slots, zeroed(n));
+        let home_bits = self.home_bits();
+        // MAX_WINDOW keeps this so (tested): a full table needs at most 2 × 8/5 slots
+        // an id, positions one bit more than the window.
+        assert!(
+            home_bits + self.pos_bits <= 64,
+            "a table of {n} slots does not fit {} position bits",
+            self.pos_bits
+        );
         let mask = self.mask();
         for s in slots.into_iter().filter(|s| *s != 0) {
-            let mut i = (s >> 32) as usize & mask;
+            let at = self.position(s);
+            let extra = self.tag_of(s) >> old_home_bits >> (home_bits - old_home_bits);
+            let s = self.slot(tag(ring[at], extra, home_bits), at);
+            let mut i = ring[at] as usize & mask;
             while self.slots[i] != 0 {
                 i = (i + 1) & mask;
             }
             self.slots[i] = s;
         }
     }
+}
+
+/// A tag: `extra` (bits of the second hash, already shifted down to fit) above the
+/// `home_bits` low bits of ring hash `x`.
+fn tag(x: u64, extra: u64, home_bits: u32) -> u64 {
+    extra << home_bits | (x & ((1 << home_bits) - 1))
 }
 
 /// `n` empty slots, written now. `vec![0; n]` would take fresh pages from the kernel
@@ -365,9 +474,9 @@ fn zeroed(n: usize) -> Vec<u64> {
     slots
 }
 
-/// The ring position a slot names.
-fn position(slot: u64) -> usize {
-    (slot as u32 - 1) as usize
+/// The ring position a slot names, its low `pos_bits` holding the position + 1.
+fn position_bits(slot: u64, pos_bits: u32) -> usize {
+    ((slot & ((1 << pos_bits) - 1)) - 1) as usize
 }
 
 #[cfg(test)]
@@ -483,14 +592,14 @@ mod tests {
         assert_eq!(ids.len(), order.len());
     }
 
-    /// The memory figures the docs give: the default window of 10 M ids costs under 30
-    /// bytes an id; any window at most 16 + 8 × 8/5 × 2 ≈ 42 (a table just doubled).
+    /// The memory figures the docs give: the default window of 10 M ids costs under 22
+    /// bytes an id; any window at most 8 + 8 × 8/5 × 2 ≈ 34 (a table just doubled).
     #[test]
-    fn a_window_costs_under_thirty_bytes_an_id_at_the_default_and_at_most_42() {
+    fn a_window_costs_under_22_bytes_an_id_at_the_default_and_at_most_34() {
         let mut ids = RecentIds::new(DEFAULT_WINDOW);
         ids.reserve(DEFAULT_WINDOW); // as import does, from the file's size
         let per_id = ids.heap_bytes() as f64 / DEFAULT_WINDOW as f64;
-        assert!((24.0..30.0).contains(&per_id), "{per_id} bytes an id");
+        assert!((20.0..22.0).contains(&per_id), "{per_id} bytes an id");
 
         // Grown step by step to a window just past a table size, and turned over.
         let window = (1 << 21) * 5 / 8 + 1;
@@ -500,8 +609,55 @@ mod tests {
         }
         assert_eq!(ids.len(), window);
         let per_id = ids.heap_bytes() as f64 / window as f64;
-        assert!(per_id <= 42.0, "{per_id} bytes an id");
+        assert!(per_id <= 34.0, "{per_id} bytes an id");
         assert!(ids.contains(window as u128 * 3 / 2) && !ids.contains(1));
+    }
+
+    /// The odds the docs give: a full default window takes two ids for one only if 80
+    /// bits of their keyed hashes agree; and for every window up to the largest, the
+    /// largest table it can grow to leaves room in a slot for the home bits.
+    #[test]
+    fn a_full_default_window_keeps_80_bits_an_id_and_every_window_fits_its_slots() {
+        let mut ids = RecentIds::new(DEFAULT_WINDOW);
+        assert!(ids.fingerprint_bits() > 80, "more while the table is small");
+        ids.reserve(DEFAULT_WINDOW);
+        assert_eq!(ids.fingerprint_bits(), 80);
+
+        for capacity in [1, 2, 3, 1000, 4096, DEFAULT_WINDOW, 1 << 24, MAX_WINDOW] {
+            let table = IdTable::new(capacity);
+            let mut slots = IdTable::INITIAL_SLOTS;
+            while capacity * 8 > slots * 5 {
+                slots *= 2;
+            }
+            let home_bits = slots.trailing_zeros();
+            assert!(
+                table.pos_bits + home_bits <= 64,
+                "window {capacity}: {} + {home_bits} bits",
+                table.pos_bits
+            );
+            assert!(
+                64 + 64 - table.pos_bits - home_bits >= 64 + 2,
+                "window {capacity}: some bits of the second hash stay"
+            );
+            assert!(capacity < 1 << table.pos_bits, "position + 1 fits");
+        }
+    }
+
+    /// Two ids whose ring hashes agree are still told apart by the second hash (the
+    /// table's extra bits). Finding such a pair would take ~2³² tries: the ring hash
+    /// of the second is forced instead.
+    #[test]
+    fn ids_with_the_same_ring_hash_are_told_apart() {
+        let mut ids = RecentIds::new(100);
+        let (a, b) = (1u128, 2u128);
+        let ka = ids.key(a);
+        let mut kb = ids.key(b);
+        kb.x = ka.x;
+        ids.remember(ka, true);
+        assert!(ids.find(ka).is_some());
+        assert_eq!(ids.find(kb), None, "same ring hash, different second hash");
+        ids.remember(kb, true);
+        assert!(ids.find(ka).is_some() && ids.find(kb).is_some());
     }
 
     #[test]
