@@ -38,7 +38,7 @@ use tokio::runtime::Handle;
 use wenming_schemas::Family;
 
 use crate::batch::{FamilyBatch, Provenance};
-use crate::dedup::{DEFAULT_WINDOW, RecentIds, Seen};
+use crate::dedup::{DEFAULT_WINDOW, RecentIds, Seen, seed};
 use crate::dlq::{Dlq, DlqError};
 use crate::lake::{Lake, LakeError, Position};
 use crate::metrics::{Metrics, Snapshot};
@@ -171,8 +171,12 @@ struct Pipeline {
     /// Ids first seen in the buffer's events: forgotten again if the buffer is dropped,
     /// or their re-read would count as a duplicate and the event would be lost.
     buffered_ids: Vec<u128>,
-    /// When the dedup window last learned the lake's ids (microseconds since the epoch).
+    /// When the dedup window last learned the lake's ids (microseconds since the epoch)...
     seeded_at_us: i64,
+    /// ... and the tables' versions just before: if none moved since, there is nothing
+    /// new to learn (the first assignment after start-up, on a lake of millions of
+    /// events, read them all a second time).
+    seeded_versions: BTreeMap<Family, Option<i64>>,
     ids_capacity: usize,
     dlq: Dlq,
     metrics: Arc<Metrics>,
@@ -328,15 +332,20 @@ impl Pipeline {
     fn refresh_ids(&mut self) -> Result<(), IngestError> {
         // Rows carry the time they were buffered, which precedes their commit by at most
         // a flush; an hour of margin covers any flush policy.
+        let versions = self.lake.versions();
+        if versions == self.seeded_versions {
+            return Ok(());
+        }
         let since = self.seeded_at_us - 3_600_000_000;
         let now = chrono::Utc::now().timestamp_micros();
-        let ids = self
-            .runtime
-            .block_on(self.lake.recent_ids(self.ids_capacity, Some(since)))?;
-        for id in ids {
-            self.ids.seed(id);
-        }
+        let ids = &mut self.ids;
+        self.runtime.block_on(self.lake.recent_ids(
+            self.ids_capacity,
+            Some(since),
+            |chunk, more| seed(ids, chunk, more),
+        ))?;
         self.seeded_at_us = now;
+        self.seeded_versions = versions;
         Ok(())
     }
 
@@ -881,10 +890,11 @@ pub fn run(
 
     // Dedup must remember what is already stored, whoever stored it.
     let seeded_at_us = chrono::Utc::now().timestamp_micros();
+    let seeded_versions = lake.versions();
     let mut ids = RecentIds::new(options.dedup_window);
-    for id in runtime.block_on(lake.recent_ids(options.dedup_window, None))? {
-        ids.seed(id);
-    }
+    runtime.block_on(lake.recent_ids(options.dedup_window, None, |chunk, more| {
+        seed(&mut ids, chunk, more)
+    }))?;
     tracing::debug!(after = ?started.elapsed(), ids = ids.len(), "dedup window seeded");
 
     let mut producer_config = ClientConfig::new();
@@ -907,6 +917,7 @@ pub fn run(
         ids,
         buffered_ids: Vec::new(),
         seeded_at_us,
+        seeded_versions,
         ids_capacity: options.dedup_window,
         dlq,
         metrics: metrics.clone(),

@@ -145,9 +145,10 @@ pub async fn import_file(
     // Seeded with what the lake holds (from Kafka or other files), so that an event
     // stored by any source is stored once.
     let mut ids = RecentIds::new(options.dedup_window);
-    for id in lake.recent_ids(options.dedup_window, None).await? {
-        ids.seed(id);
-    }
+    lake.recent_ids(options.dedup_window, None, |chunk, more| {
+        crate::dedup::seed(&mut ids, chunk, more)
+    })
+    .await?;
     let mut batches: HashMap<Family, (FamilyBatch, i64)> = HashMap::new();
     let mut buffered = 0usize;
     let mut in_flight: Option<Flush> = None;

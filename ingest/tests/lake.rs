@@ -260,7 +260,7 @@ async fn recent_ids_come_from_every_table_newest_last() {
             .unwrap();
         expected.push(e.event_id.as_u128());
     }
-    let ids = lake.recent_ids(1_000, None).await.unwrap();
+    let ids = recent_ids(&lake, 1_000, None).await;
     let mut sorted_expected = expected.clone();
     sorted_expected.sort();
     let mut sorted = ids.clone();
@@ -268,12 +268,115 @@ async fn recent_ids_come_from_every_table_newest_last() {
     assert_eq!(sorted, sorted_expected, "every id, once");
     assert_eq!(ids.last(), expected.last(), "the newest comes last");
 
-    let limited = lake.recent_ids(3, None).await.unwrap();
+    let limited = recent_ids(&lake, 3, None).await;
     assert_eq!(limited, expected[expected.len() - 3..].to_vec());
 
-    let since = lake
-        .recent_ids(1_000, Some(1_000_000 * (expected.len() as i64 - 1)))
+    let since = recent_ids(&lake, 1_000, Some(1_000_000 * (expected.len() as i64 - 1))).await;
+    assert_eq!(since, expected[expected.len() - 2..].to_vec());
+}
+
+async fn recent_ids(lake: &Lake, limit: usize, since: Option<i64>) -> Vec<u128> {
+    recent_ids_in_chunks(lake, limit, since, 500_000).await
+}
+
+/// Collects what `recent_ids_in_chunks` hands over, checking that each slice says
+/// truly how many ids follow it.
+async fn recent_ids_in_chunks(
+    lake: &Lake,
+    limit: usize,
+    since: Option<i64>,
+    chunk_rows: u64,
+) -> Vec<u128> {
+    let mut ids = Vec::new();
+    let mut promised = Vec::new();
+    let sent = lake
+        .recent_ids_in_chunks(limit, since, chunk_rows, |chunk, more| {
+            ids.extend_from_slice(chunk);
+            promised.push((ids.len(), more));
+        })
         .await
         .unwrap();
-    assert_eq!(since, expected[expected.len() - 2..].to_vec());
+    assert_eq!(sent, ids.len());
+    for (so_far, more) in promised {
+        assert_eq!(
+            so_far + more,
+            ids.len(),
+            "slices promised {more} more after {so_far}"
+        );
+    }
+    ids
+}
+
+/// Rows share ingest times (a run of messages, a whole import): the seed reads the
+/// newest ingest times in ranges of about `chunk_rows` rows, so its memory stays
+/// bounded, and hands the ids over oldest time first whatever the ranges; of the
+/// oldest time taken, only as many as the limit leaves room for.
+#[tokio::test]
+async fn recent_ids_come_in_ingest_time_order_whatever_the_ranges() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::new(dir.path());
+    let mut time_of = std::collections::HashMap::new();
+    // Three events an ingest time, over several tables; committed newest time first,
+    // so that file order is not time order.
+    let lines: Vec<&str> = EXAMPLES.lines().collect();
+    for (i, line) in lines.iter().enumerate().rev() {
+        let e = decode(line.as_bytes()).unwrap();
+        let family = e.event_type().family();
+        let at = 1_000_000 * (i as i64 / 3 + 1);
+        let mut batch = FamilyBatch::new(family);
+        batch.push(
+            &e,
+            Provenance {
+                partition: None,
+                offset: None,
+                ingested_at_us: at,
+            },
+            line.len(),
+        );
+        lake.commit(family, vec![batch.finish().unwrap()], &[])
+            .await
+            .unwrap();
+        time_of.insert(e.event_id.as_u128(), at);
+    }
+    let times = |ids: &[u128]| ids.iter().map(|id| time_of[id]).collect::<Vec<_>>();
+    let newest = *time_of.values().max().unwrap();
+    let in_newest = time_of.values().filter(|t| **t == newest).count();
+    assert!(lines.len() >= 7 && in_newest >= 1);
+    for chunk_rows in [1, 2, 4, 7, 500_000] {
+        let all = recent_ids_in_chunks(&lake, 1_000, None, chunk_rows).await;
+        assert_eq!(all.len(), lines.len(), "chunks of {chunk_rows}: every id");
+        let t = times(&all);
+        assert!(
+            t.is_sorted(),
+            "chunks of {chunk_rows}: oldest time first: {t:?}"
+        );
+
+        // The newest time whole, and one id of the time before it.
+        let some = recent_ids_in_chunks(&lake, in_newest + 1, None, chunk_rows).await;
+        let t = times(&some);
+        assert_eq!(some.len(), in_newest + 1);
+        assert_eq!(t[0], newest - 1_000_000, "chunks of {chunk_rows}: {t:?}");
+        assert!(t[1..].iter().all(|x| *x == newest), "{t:?}");
+    }
+}
+
+/// Versions from the log's file names: what ingest compares to skip re-reading the
+/// lake's ids when nothing was committed since it last did.
+#[tokio::test]
+async fn versions_follow_the_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::new(dir.path());
+    assert!(lake.versions().values().all(Option::is_none));
+    lake.ensure_tables().await.unwrap();
+    let created = lake.versions();
+    assert_eq!(created.len(), Family::ALL.len());
+    assert!(created.values().all(|v| *v == Some(0)), "{created:?}");
+    let v = lake
+        .commit(Family::Wish, vec![wish_batch()], &[])
+        .await
+        .unwrap();
+    let after = lake.versions();
+    assert_eq!(after[&Family::Wish], Some(v));
+    assert!(v > 0);
+    assert_eq!(after.iter().filter(|(_, v)| **v != Some(0)).count(), 1);
 }
