@@ -243,22 +243,7 @@ async fn recent_ids_come_from_every_table_newest_last() {
     let lake = Lake::new(dir.path());
     let mut expected = Vec::new();
     for (i, line) in EXAMPLES.lines().enumerate() {
-        let e = decode(line.as_bytes()).unwrap();
-        let family = e.event_type().family();
-        let mut batch = FamilyBatch::new(family);
-        batch.push(
-            &e,
-            Provenance {
-                partition: None,
-                offset: None,
-                ingested_at_us: 1_000_000 * (i as i64 + 1),
-            },
-            line.len(),
-        );
-        lake.commit(family, vec![batch.finish().unwrap()], &[])
-            .await
-            .unwrap();
-        expected.push(e.event_id.as_u128());
+        expected.push(commit_line_at(&lake, line, 1_000_000 * (i as i64 + 1)).await);
     }
     let ids = recent_ids(&lake, 1_000, None).await;
     let mut sorted_expected = expected.clone();
@@ -273,6 +258,23 @@ async fn recent_ids_come_from_every_table_newest_last() {
 
     let since = recent_ids(&lake, 1_000, Some(1_000_000 * (expected.len() as i64 - 1))).await;
     assert_eq!(since, expected[expected.len() - 2..].to_vec());
+}
+
+/// Commits one example line as if imported at `ingested_at_us`; returns its event id.
+async fn commit_line_at(lake: &Lake, line: &str, ingested_at_us: i64) -> u128 {
+    let e = decode(line.as_bytes()).unwrap();
+    let family = e.event_type().family();
+    let mut batch = FamilyBatch::new(family);
+    let provenance = Provenance {
+        partition: None,
+        offset: None,
+        ingested_at_us,
+    };
+    batch.push(&e, provenance, line.len());
+    lake.commit(family, vec![batch.finish().unwrap()], &[])
+        .await
+        .unwrap();
+    e.event_id.as_u128()
 }
 
 async fn recent_ids(lake: &Lake, limit: usize, since: Option<i64>) -> Vec<u128> {
@@ -320,23 +322,8 @@ async fn recent_ids_come_in_ingest_time_order_whatever_the_ranges() {
     // so that file order is not time order.
     let lines: Vec<&str> = EXAMPLES.lines().collect();
     for (i, line) in lines.iter().enumerate().rev() {
-        let e = decode(line.as_bytes()).unwrap();
-        let family = e.event_type().family();
         let at = 1_000_000 * (i as i64 / 3 + 1);
-        let mut batch = FamilyBatch::new(family);
-        batch.push(
-            &e,
-            Provenance {
-                partition: None,
-                offset: None,
-                ingested_at_us: at,
-            },
-            line.len(),
-        );
-        lake.commit(family, vec![batch.finish().unwrap()], &[])
-            .await
-            .unwrap();
-        time_of.insert(e.event_id.as_u128(), at);
+        time_of.insert(commit_line_at(&lake, line, at).await, at);
     }
     let times = |ids: &[u128]| ids.iter().map(|id| time_of[id]).collect::<Vec<_>>();
     let newest = *time_of.values().max().unwrap();
