@@ -38,7 +38,7 @@ use tokio::runtime::Handle;
 use wenming_schemas::Family;
 
 use crate::batch::{FamilyBatch, Provenance};
-use crate::dedup::{DEFAULT_WINDOW, RecentIds, Seen, seed};
+use crate::dedup::{DEFAULT_WINDOW, RecentIds, Seen};
 use crate::dlq::{Dlq, DlqError};
 use crate::lake::{Lake, LakeError, Position};
 use crate::metrics::{Metrics, Snapshot};
@@ -342,7 +342,7 @@ impl Pipeline {
         self.runtime.block_on(self.lake.recent_ids(
             self.ids_capacity,
             Some(since),
-            |chunk, more| seed(ids, chunk, more),
+            |chunk, more| ids.seed_all(chunk, more),
         ))?;
         self.seeded_at_us = now;
         self.seeded_versions = versions;
@@ -893,7 +893,7 @@ pub fn run(
     let seeded_versions = lake.versions();
     let mut ids = RecentIds::new(options.dedup_window);
     runtime.block_on(lake.recent_ids(options.dedup_window, None, |chunk, more| {
-        seed(&mut ids, chunk, more)
+        ids.seed_all(chunk, more)
     }))?;
     tracing::debug!(after = ?started.elapsed(), ids = ids.len(), "dedup window seeded");
 

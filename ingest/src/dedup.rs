@@ -111,6 +111,17 @@ impl RecentIds {
         }
     }
 
+    /// [`seed`](Self::seed)s a slice of the lake's ids, as
+    /// [`crate::lake::Lake::recent_ids`] hands them over, making room first for those
+    /// and the `more` still to come (one growth of the table rather than a doubling at
+    /// a time, each holding two tables).
+    pub fn seed_all(&mut self, ids: &[u128], more: usize) {
+        self.reserve(ids.len() + more);
+        for &id in ids {
+            self.seed(id);
+        }
+    }
+
     /// Remembers an id the lake holds (from before this run).
     pub fn seed(&mut self, id: u128) {
         let key = self.key(id);
@@ -263,16 +274,6 @@ impl RecentIds {
         } else {
             self.this_run[at / 64] &= !(1 << (at % 64));
         }
-    }
-}
-
-/// Seeds a window with a slice of the lake's ids, as [`crate::lake::Lake::recent_ids`]
-/// hands them over, making room first for those and the `more` still to come (one
-/// growth of the table rather than a doubling at a time, each holding two tables).
-pub fn seed(ids: &mut RecentIds, chunk: &[u128], more: usize) {
-    ids.reserve(chunk.len() + more);
-    for &id in chunk {
-        ids.seed(id);
     }
 }
 

@@ -146,7 +146,7 @@ pub async fn import_file(
     // stored by any source is stored once.
     let mut ids = RecentIds::new(options.dedup_window);
     lake.recent_ids(options.dedup_window, None, |chunk, more| {
-        crate::dedup::seed(&mut ids, chunk, more)
+        ids.seed_all(chunk, more)
     })
     .await?;
     let mut batches: HashMap<Family, (FamilyBatch, i64)> = HashMap::new();
