@@ -195,7 +195,7 @@ struct Pipeline {
     /// ... and the runs before it, being decoded, oldest first.
     decoding: std::collections::VecDeque<Decoding>,
     /// Routed runs' buffers, to fill again.
-    spare: Vec<Polled>,
+    spare: Spares,
     /// The buffer was dropped; the partitions must be re-read from the lake.
     needs_reset: bool,
     /// When the assignment last changed (for `--exit-at-end` in a group).
@@ -283,6 +283,29 @@ impl Polled {
     }
 }
 
+/// Routed runs' buffers, filled again rather than allocated anew. At most one per run
+/// that can be in the pipeline: a partial run is routed whenever librdkafka has no
+/// message at hand, and when each such run left a spare behind, a 12 M-event backlog
+/// ended with ≈ 220 MB of them (docs/benchmarks.md).
+#[derive(Default)]
+struct Spares(Vec<Polled>);
+
+impl Spares {
+    const MAX: usize = Polled::DECODING + 2;
+
+    /// A run's buffers to fill: a spare, or new ones.
+    fn take(&mut self) -> Polled {
+        self.0.pop().unwrap_or_default()
+    }
+
+    /// Keeps a routed run's buffers to fill again, unless enough are kept already.
+    fn give(&mut self, run: Polled) {
+        if self.0.len() < Self::MAX {
+            self.0.push(run.emptied());
+        }
+    }
+}
+
 /// One table's commit of a flush: the table, the rows it stores, the commit.
 type TableCommit = (Family, u64, tokio::task::JoinHandle<Result<i64, LakeError>>);
 
@@ -353,8 +376,7 @@ impl Pipeline {
     /// oldest run beyond [`Polled::DECODING`], whose decoding ran meanwhile: the main
     /// loop polls and routes while the other cores decode.
     fn rotate(&mut self) {
-        let spare = self.spare.pop().unwrap_or_default();
-        let run = std::mem::replace(&mut self.polled, spare);
+        let run = std::mem::replace(&mut self.polled, self.spare.take());
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         rayon::spawn(move || {
             let decoded = run.decode();
@@ -375,7 +397,7 @@ impl Pipeline {
             self.route_decoding(previous);
         }
         if !self.polled.is_empty() {
-            let run = std::mem::take(&mut self.polled);
+            let run = std::mem::replace(&mut self.polled, self.spare.take());
             let decoded = run.decode();
             self.route(run, decoded);
         }
@@ -413,7 +435,7 @@ impl Pipeline {
         // Freeing the events is a free per string, of memory the decoding threads
         // allocated: done there, not on this thread, which everything else waits for.
         rayon::spawn(move || drop(decoded));
-        self.spare.push(run.emptied());
+        self.spare.give(run);
     }
 
     /// Forgets every message polled and not routed (they are read again after a seek).
@@ -929,7 +951,7 @@ pub fn run(
         in_flight: None,
         polled: Polled::default(),
         decoding: Default::default(),
-        spare: Vec::new(),
+        spare: Spares::default(),
         needs_reset: false,
         assignment_changed: Instant::now(),
         first_assigned: None,
@@ -1210,5 +1232,27 @@ mod tests {
 
         let emptied = run.emptied();
         assert!(emptied.is_empty() && emptied.data.is_empty());
+    }
+
+    #[test]
+    fn spare_runs_are_filled_again_and_never_pile_up() {
+        let full = || {
+            let mut run = Polled::default();
+            run.push(0, 1, None, &[b'x'; 1000]);
+            run
+        };
+        let mut spares = Spares::default();
+        // Far more runs routed than taken, as when partial runs are routed each time
+        // librdkafka has nothing at hand.
+        for _ in 0..100 {
+            spares.give(full());
+        }
+        assert_eq!(spares.0.len(), Spares::MAX);
+        let again = spares.take();
+        assert!(again.is_empty(), "a spare comes back empty");
+        assert!(again.data.capacity() >= 1000, "with its buffer kept");
+        assert_eq!(spares.0.len(), Spares::MAX - 1);
+        let mut empty = Spares::default();
+        assert_eq!(empty.take().data.capacity(), 0);
     }
 }
