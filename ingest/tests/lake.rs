@@ -151,6 +151,70 @@ async fn a_stale_writer_cannot_commit_the_same_positions_again() {
     assert_eq!(rows(&lake, Family::Wish).await, 4);
 }
 
+/// A writer keeps its tables between commits and learns what other writers committed
+/// since from their commits' `txn` actions: a partition another writer moved on (data,
+/// a positions-only advance, a compaction in between) is refused at the stale
+/// position and accepted at the new one.
+#[tokio::test]
+async fn a_kept_table_learns_the_positions_other_writers_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Lake::new(dir.path());
+    a.commit(Family::Wish, vec![wish_batch()], &at("p0", 10, None))
+        .await
+        .unwrap();
+    a.commit(Family::Wish, vec![wish_batch()], &at("p1", 5, None))
+        .await
+        .unwrap();
+
+    // Another process takes p0 over and moves it twice, then compacts.
+    let b = Lake::new(dir.path());
+    b.commit(Family::Wish, vec![wish_batch()], &at("p0", 20, Some(10)))
+        .await
+        .unwrap();
+    b.advance(Family::Wish, &at("p0", 30, Some(20)))
+        .await
+        .unwrap();
+    b.optimize(1 << 20).await.unwrap();
+
+    let stale = a
+        .commit(Family::Wish, vec![wish_batch()], &at("p0", 40, Some(10)))
+        .await;
+    assert!(
+        matches!(
+            stale,
+            Err(LakeError::PositionMoved {
+                found: Some(30),
+                expected: Some(10),
+                ..
+            })
+        ),
+        "{stale:?}"
+    );
+    // p1, untouched by the other writer, is still where `a` left it.
+    a.commit(Family::Wish, vec![wish_batch()], &at("p1", 6, Some(5)))
+        .await
+        .unwrap();
+    a.commit(Family::Wish, vec![wish_batch()], &at("p0", 40, Some(30)))
+        .await
+        .unwrap();
+    assert_eq!(a.position(Family::Wish, "p0").await.unwrap(), Some(40));
+    assert_eq!(a.position(Family::Wish, "p1").await.unwrap(), Some(6));
+    // Five data commits of two rows; the refused one wrote nothing.
+    assert_eq!(rows(&a, Family::Wish).await, 10);
+    // And `b`, which kept its table too, is refused at its stale position of p0.
+    let stale = b.advance(Family::Wish, &at("p0", 35, Some(30))).await;
+    assert!(
+        matches!(
+            stale,
+            Err(LakeError::PositionMoved {
+                found: Some(40),
+                ..
+            })
+        ),
+        "{stale:?}"
+    );
+}
+
 /// Underneath our check, Delta's own conflict checker refuses a commit from a stale
 /// handle that carries a `txn` for an app id another commit wrote in between.
 #[tokio::test]
