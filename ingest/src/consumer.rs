@@ -173,10 +173,11 @@ struct Pipeline {
     buffered_ids: Vec<u128>,
     /// When the dedup window last learned the lake's ids (microseconds since the epoch)...
     seeded_at_us: i64,
-    /// ... and the tables' versions just before: if none moved since, there is nothing
-    /// new to learn (the first assignment after start-up, on a lake of millions of
-    /// events, read them all a second time).
-    seeded_versions: BTreeMap<Family, Option<i64>>,
+    /// ... and the tables' versions just before, moved on by this writer's own commits:
+    /// if no other writer committed since, there is nothing new to learn (the first
+    /// assignment after start-up, on a lake of millions of events, read them all a
+    /// second time, and a later rebalance re-read the writer's own last hour).
+    seeded_versions: OwnVersions,
     ids_capacity: usize,
     dlq: Dlq,
     metrics: Arc<Metrics>,
@@ -306,6 +307,39 @@ impl Spares {
     }
 }
 
+/// The tables' versions as this writer knows them: as they were when its dedup window
+/// last learned the lake's ids, then moved on by its own commits. A table whose
+/// versions since were all this writer's holds no id the window has not seen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct OwnVersions(BTreeMap<Family, Option<i64>>);
+
+impl OwnVersions {
+    fn new(versions: BTreeMap<Family, Option<i64>>) -> Self {
+        OwnVersions(versions)
+    }
+
+    /// This writer committed `version` of a table. Unless it directly follows the
+    /// version known, another commit came between (another writer's, or a compaction):
+    /// the table is no longer known to hold only what the window saw.
+    fn committed(&mut self, family: Family, version: i64) {
+        let follows = match self.0.get(&family) {
+            Some(Some(before)) => version == before + 1,
+            Some(None) => version == 0,
+            None => false,
+        };
+        if follows {
+            self.0.insert(family, Some(version));
+        } else {
+            self.0.remove(&family);
+        }
+    }
+
+    /// Whether the lake's `versions` are all accounted for by this writer's commits.
+    fn only_ours(&self, versions: &BTreeMap<Family, Option<i64>>) -> bool {
+        versions.iter().all(|(f, v)| self.0.get(f) == Some(v))
+    }
+}
+
 /// One table's commit of a flush: the table, the rows it stores, the commit.
 type TableCommit = (Family, u64, tokio::task::JoinHandle<Result<i64, LakeError>>);
 
@@ -356,7 +390,7 @@ impl Pipeline {
         // Rows carry the time they were buffered, which precedes their commit by at most
         // a flush; an hour of margin covers any flush policy.
         let versions = self.lake.versions();
-        if versions == self.seeded_versions {
+        if self.seeded_versions.only_ours(&versions) {
             return Ok(());
         }
         let since = self.seeded_at_us - 3_600_000_000;
@@ -368,7 +402,7 @@ impl Pipeline {
             |chunk, more| ids.seed_all(chunk, more),
         ))?;
         self.seeded_at_us = now;
-        self.seeded_versions = versions;
+        self.seeded_versions = OwnVersions::new(versions);
         Ok(())
     }
 
@@ -627,7 +661,8 @@ impl Pipeline {
         let mut first_error = None;
         for (family, rows, task) in flight.tasks {
             match self.runtime.block_on(task) {
-                Ok(Ok(_version)) => {
+                Ok(Ok(version)) => {
+                    self.seeded_versions.committed(family, version);
                     for (partition, upto) in &flight.upto {
                         if let Some(part) = self.partitions.get_mut(partition) {
                             let done = part.committed.get_mut(&family).expect("every family");
@@ -912,7 +947,7 @@ pub fn run(
 
     // Dedup must remember what is already stored, whoever stored it.
     let seeded_at_us = chrono::Utc::now().timestamp_micros();
-    let seeded_versions = lake.versions();
+    let seeded_versions = OwnVersions::new(lake.versions());
     let mut ids = RecentIds::new(options.dedup_window);
     runtime.block_on(lake.recent_ids(options.dedup_window, None, |chunk, more| {
         ids.seed_all(chunk, more)
@@ -1155,6 +1190,33 @@ fn commit_group_offsets(consumer: &BaseConsumer<IngestContext>, p: &Pipeline) {
 
 #[cfg(test)]
 mod tests {
+    /// A rebalance re-reads the lake's recent ids only if some other writer (or a
+    /// compaction) committed since the window last learned them: this writer's own
+    /// commits, each directly after the last, leave nothing to learn.
+    #[test]
+    fn own_commits_leave_nothing_to_learn_and_any_other_commit_does() {
+        use super::OwnVersions;
+        use std::collections::BTreeMap;
+        use wenming_schemas::Family;
+        let (a, b) = (Family::ALL[0], Family::ALL[1]);
+        let lake = |va: Option<i64>, vb: Option<i64>| BTreeMap::from([(a, va), (b, vb)]);
+        let mut known = OwnVersions::new(lake(Some(4), None));
+        assert!(known.only_ours(&lake(Some(4), None)));
+        known.committed(a, 5);
+        known.committed(a, 6);
+        known.committed(b, 0);
+        assert!(known.only_ours(&lake(Some(6), Some(0))));
+        // The lake moved past what this writer committed: another writer did.
+        assert!(!known.only_ours(&lake(Some(7), Some(0))));
+        // A commit that skips a version had another one before it.
+        known.committed(b, 2);
+        assert!(!known.only_ours(&lake(Some(6), Some(2))));
+        // And the table stays unknown until the window learns the lake again.
+        known.committed(b, 3);
+        assert!(!known.only_ours(&lake(Some(6), Some(3))));
+        assert!(OwnVersions::new(lake(Some(6), Some(3))).only_ours(&lake(Some(6), Some(3))));
+    }
+
     use super::*;
 
     fn partition(positions: &[(Family, Option<i64>)]) -> Partition {
