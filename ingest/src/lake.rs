@@ -501,9 +501,12 @@ impl Lake {
         let Some(table) = self.open(family).await? else {
             return Ok(None);
         };
+        // One bin at a time: compaction runs beside ingest, and each bin of up to
+        // `target_bytes` of files is read and rewritten in memory.
         let (_, metrics) = table
             .optimize()
             .with_target_size(target)
+            .with_max_concurrent_tasks(1)
             .with_writer_properties(writer_properties(COMPACT_ZSTD_LEVEL))
             .await
             .map_err(|source| LakeError::Delta {
@@ -555,9 +558,16 @@ const FLUSH_ZSTD_LEVEL: i32 = 1;
 /// ZSTD level of compacted files, written in the background and read for years.
 const COMPACT_ZSTD_LEVEL: i32 = 3;
 
+/// Rows in a Parquet row group: the writer holds a whole row group's encoded pages
+/// until it is complete, so the default of 1 Mi rows made a compaction into 128 MiB
+/// files hold ≈ 1 M rows at a time. 256 Ki rows are still many pages per column for
+/// a scan, and each row group is a unit readers can split work on or skip.
+const ROW_GROUP_ROWS: usize = 256 * 1024;
+
 /// Parquet settings of every file wenming writes.
 fn writer_properties(zstd_level: i32) -> WriterProperties {
     WriterProperties::builder()
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_compression(Compression::ZSTD(
             ZstdLevel::try_new(zstd_level).expect("a valid ZSTD level"),
         ))
