@@ -215,6 +215,40 @@ async fn a_kept_table_learns_the_positions_other_writers_committed() {
     );
 }
 
+/// Every Parquet file wenming writes has row groups of at most 256 Ki rows (a writer
+/// holds a whole row group in memory; Parquet's default is 1 Mi rows).
+#[tokio::test]
+async fn files_have_row_groups_of_at_most_256_ki_rows() {
+    use deltalake::parquet::file::reader::{FileReader, SerializedFileReader};
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::new(dir.path());
+    let one = wish_batch();
+    let rows: usize = 256 * 1024 + 1000;
+    let copies = vec![one.clone(); rows.div_ceil(one.num_rows())];
+    let big = arrow::compute::concat_batches(&one.schema(), &copies).unwrap();
+    lake.commit(Family::Wish, vec![big.clone()], &at("p0", 1, None))
+        .await
+        .unwrap();
+    let files: Vec<_> = std::fs::read_dir(lake.table_path(Family::Wish))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let reader = SerializedFileReader::new(std::fs::File::open(&files[0]).unwrap()).unwrap();
+    let groups: Vec<i64> = reader
+        .metadata()
+        .row_groups()
+        .iter()
+        .map(|g| g.num_rows())
+        .collect();
+    assert_eq!(
+        groups,
+        [256 * 1024, big.num_rows() as i64 - 256 * 1024],
+        "row groups of the file"
+    );
+}
+
 /// Underneath our check, Delta's own conflict checker refuses a commit from a stale
 /// handle that carries a `txn` for an app id another commit wrote in between.
 #[tokio::test]
