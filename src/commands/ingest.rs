@@ -45,7 +45,7 @@ pub struct Args {
     /// (0: never).
     #[arg(long, default_value_t = 200)]
     compact_every: u64,
-    /// Event ids remembered for dedup (about 22 bytes each at the default; 1 to 2^30).
+    /// Event ids remembered for dedup, at least (about 12 bytes each; 1 to 2^30).
     #[arg(long, default_value_t = wenming_ingest::dedup::DEFAULT_WINDOW as u64,
           value_parser = clap::value_parser!(u64).range(1..=wenming_ingest::dedup::MAX_WINDOW as u64))]
     dedup_window: u64,
