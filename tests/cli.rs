@@ -415,7 +415,7 @@ fn usage_and_io_errors_exit_2_with_a_clear_message() {
         text(&out.stderr)
     );
 
-    // A dedup window of no ids, or past what a ring position can name, is refused
+    // A dedup window of no ids, or past the largest (2^30 ids, ≈ 12 GB), is refused
     // before anything connects.
     for window in ["0", "2000000000"] {
         let out = wenming(&["ingest", "--dedup-window", window]);
