@@ -3,50 +3,11 @@
 
 mod commands;
 mod config;
+mod memory;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-
-/// jemalloc rather than glibc's malloc: import and ingest allocate and free a few
-/// strings per event on one thread and free them on others, where glibc spent ~17 % of
-/// the CPU of a city import in malloc/free and consolidation. Measured on the 10 GB
-/// city file: 70.2 s and 1.25 GB peak RSS with glibc, 56-62 s and 1.02 GB with
-/// jemalloc (docs/benchmarks.md). mimalloc was tried before and used more memory.
-#[global_allocator]
-static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
-/// Binds the calling thread to jemalloc's first arena. `ingest` and `import` call it on
-/// every thread they allocate on (main, async runtime, decoding pool): jemalloc gives
-/// threads 4 arenas a core, each keeping the pages freed in it for reuse in it alone,
-/// and a flush's buffers, freed on one thread and allocated on another, left the
-/// freed pages of up to 8 arenas resident at once: a 12 M-event backlog peaked at
-/// 522-558 MiB with them, 493-494 with one arena (docs/benchmarks.md, session 17).
-/// Other commands (queries on many cores) keep jemalloc's default. Best effort: a
-/// thread left unbound only costs memory.
-pub(crate) fn one_arena() {
-    // SAFETY: `thread.arena` is an `unsigned`, which `u32` is on every target jemalloc
-    // builds for; the name is NUL-terminated.
-    let bound = unsafe { tikv_jemalloc_ctl::raw::write(b"thread.arena\0", 0u32) };
-    if let Err(e) = bound {
-        tracing::debug!(error = %e, "thread not bound to jemalloc's first arena");
-    }
-}
-
-/// An async runtime, and the global decoding pool, whose threads share one arena
-/// ([`one_arena`]); the calling thread too.
-pub(crate) fn one_arena_runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    one_arena();
-    // Already built (only when a command runs twice in one process, as tests might):
-    // its threads keep their arenas.
-    let _ = rayon::ThreadPoolBuilder::new()
-        .start_handler(|_| one_arena())
-        .build_global();
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .on_thread_start(one_arena)
-        .build()
-}
 
 /// wenming: event-sourced analytics for the New Era Civilization Practice network
 /// (新时代文明实践). Stations send events; wenming checks them against the event contract,

@@ -46,7 +46,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         "importing {bar:40} {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
     );
     let started = Instant::now();
-    let runtime = crate::one_arena_runtime().context("cannot start the async runtime")?;
+    let runtime = crate::memory::bounded_runtime().context("cannot start the async runtime")?;
     let stats = runtime.block_on(import_file(
         &args.file,
         &lake,

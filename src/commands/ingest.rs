@@ -70,7 +70,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     options.dedup_window = args.dedup_window as usize;
     options.metrics_addr = args.metrics;
 
-    let runtime = crate::one_arena_runtime().context("cannot start the async runtime")?;
+    let runtime = crate::memory::bounded_runtime().context("cannot start the async runtime")?;
     let stop = Arc::new(AtomicBool::new(false));
     {
         // SIGTERM or Ctrl-C: finish the batch in hand, commit, exit 0.

@@ -1,0 +1,101 @@
+//! The allocator, and how the bounded-memory commands (`ingest`, `import`) use it.
+
+/// jemalloc rather than glibc's malloc: import and ingest allocate and free a few
+/// strings per event on one thread and free them on others, where glibc spent ~17 % of
+/// the CPU of a city import in malloc/free and consolidation. Measured on the 10 GB
+/// city file: 70.2 s and 1.25 GB peak RSS with glibc, 56-62 s and 1.02 GB with
+/// jemalloc (docs/benchmarks.md). mimalloc was tried before and used more memory.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// How long the arena of [`bounded_runtime`] keeps freed pages for reuse before giving
+/// them back (jemalloc's default is 10 s). A flush every half second or so frees tens
+/// of MB of buffers; kept 10 s, the pages of the flushes before stayed resident beside
+/// the next ones. On the 12.4 M-event backlog (one arena): 492 MiB peak with 10 s,
+/// 466-470 with 300 ms at about the same rate, 424 with 0 but each free then costs
+/// page faults on the next allocation (docs/benchmarks.md, session 17).
+const DIRTY_DECAY_MS: isize = 300;
+
+/// Binds the calling thread to jemalloc's first arena. jemalloc gives threads 4
+/// arenas a core, each keeping the pages freed in it for reuse in it alone, and a
+/// flush's buffers, allocated on one thread and freed on another, left the freed pages
+/// of up to 8 arenas resident at once: the 12.4 M-event backlog peaked at 510-537 MiB
+/// with them, 486-501 with one arena, at the same rate (docs/benchmarks.md, session
+/// 17). Best effort: a thread left unbound only costs memory.
+fn one_arena() {
+    // SAFETY: `thread.arena` is an `unsigned`, which `u32` is on every target jemalloc
+    // builds for; the name is NUL-terminated.
+    let bound = unsafe { tikv_jemalloc_ctl::raw::write(b"thread.arena\0", 0u32) };
+    if let Err(e) = bound {
+        tracing::debug!(error = %e, "thread not bound to jemalloc's first arena");
+    }
+}
+
+/// The async runtime of `ingest` and `import`, which promise bounded memory: its
+/// threads, the global decoding pool's and the calling thread share one arena
+/// ([`one_arena`]) that returns freed pages within [`DIRTY_DECAY_MS`]. Other commands
+/// (queries on many cores) keep jemalloc's defaults, where more arenas mean less
+/// waiting on one another.
+pub fn bounded_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    // SAFETY: `arena.0.dirty_decay_ms` is an `ssize_t`, which `isize` is; the name is
+    // NUL-terminated.
+    let decay =
+        unsafe { tikv_jemalloc_ctl::raw::write(b"arena.0.dirty_decay_ms\0", DIRTY_DECAY_MS) };
+    if let Err(e) = decay {
+        tracing::debug!(error = %e, "jemalloc's first arena keeps its decay time");
+    }
+    one_arena();
+    // Already built when a command runs twice in one process: its threads keep the
+    // arenas they have.
+    let _ = rayon::ThreadPoolBuilder::new()
+        .start_handler(|_| one_arena())
+        .build_global();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .on_thread_start(one_arena)
+        .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn arena() -> u32 {
+        // SAFETY: `thread.arena` is an `unsigned`; the name is NUL-terminated.
+        unsafe { tikv_jemalloc_ctl::raw::read(b"thread.arena\0") }.expect("thread.arena")
+    }
+
+    /// Every thread of the bounded runtime allocates in arena 0, which gives freed
+    /// pages back within the decay time; a thread started elsewhere does not.
+    #[test]
+    fn the_bounded_runtime_allocates_in_one_arena_with_a_short_decay() {
+        // A thread of its own, bound to an arena other than 0 like any other, so that
+        // the calling thread's binding is seen to change.
+        std::thread::spawn(|| {
+            // SAFETY: as in `one_arena`.
+            unsafe { tikv_jemalloc_ctl::raw::write(b"thread.arena\0", 1u32) }.unwrap();
+            assert_eq!(arena(), 1);
+            let runtime = bounded_runtime().unwrap();
+            assert_eq!(arena(), 0, "the calling thread");
+            let worker = runtime.block_on(async { tokio::spawn(async { arena() }).await });
+            assert_eq!(worker.unwrap(), 0, "a runtime worker");
+            let blocking = runtime.block_on(async { tokio::task::spawn_blocking(arena).await });
+            assert_eq!(blocking.unwrap(), 0, "a blocking thread");
+            let (tx, rx) = std::sync::mpsc::channel();
+            rayon::spawn(move || tx.send(arena()).unwrap());
+            assert_eq!(rx.recv().unwrap(), 0, "a decoding-pool thread");
+        })
+        .join()
+        .unwrap();
+        // SAFETY: `arena.0.dirty_decay_ms` is an `ssize_t`; the name is NUL-terminated.
+        let decay: isize =
+            unsafe { tikv_jemalloc_ctl::raw::read(b"arena.0.dirty_decay_ms\0") }.unwrap();
+        assert_eq!(decay, DIRTY_DECAY_MS);
+        let elsewhere = std::thread::spawn(|| {
+            // SAFETY: as in `one_arena`.
+            unsafe { tikv_jemalloc_ctl::raw::write(b"thread.arena\0", 1u32) }.unwrap();
+            arena()
+        });
+        assert_eq!(elsewhere.join().unwrap(), 1, "other threads choose freely");
+    }
+}
