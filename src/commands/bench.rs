@@ -164,8 +164,7 @@ fn measure(
     for p in &args.properties {
         cmd.args(["-X", p]);
     }
-    let (ingest_secs, ingest_out) = timed(&mut cmd)?;
-    let ingest_rss = children_max_rss_mib();
+    let (ingest_secs, ingest_out, ingest_rss) = timed(&mut cmd)?;
 
     eprintln!("wenming import ...");
     let mut cmd = Command::new(exe);
@@ -173,8 +172,7 @@ fn measure(
         .arg(file)
         .arg("--lake")
         .arg(dir.join("lake-import"));
-    let (import_secs, _) = timed(&mut cmd)?;
-    let import_rss = children_max_rss_mib();
+    let (import_secs, _, import_rss) = timed(&mut cmd)?;
 
     let rate = |n: u64, s: f64| n as f64 / s.max(1e-9);
     let bare = rate(bare_msgs, bare_secs);
@@ -303,22 +301,63 @@ impl rdkafka::ClientContext for Quiet {
 
 impl rdkafka::consumer::ConsumerContext for Quiet {}
 
-/// Runs a child to completion; its wall time and standard output.
-fn timed(cmd: &mut Command) -> anyhow::Result<(f64, String)> {
+/// Runs a child to completion; its wall time, standard output and peak RSS (MiB).
+/// The peak is the child's own, from `wait4`: `RUSAGE_CHILDREN` is the largest of
+/// every child waited for, so import's figure was ingest's whenever ingest's was higher.
+fn timed(cmd: &mut Command) -> anyhow::Result<(f64, String, f64)> {
+    use std::io::Read;
     let started = Instant::now();
-    let out = cmd.stderr(Stdio::inherit()).output()?;
+    let mut child = cmd
+        .stderr(Stdio::inherit())
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .expect("piped")
+        .read_to_string(&mut stdout)?;
+    let pid = libc::pid_t::try_from(child.id())?;
+    let mut status = 0;
+    // SAFETY: both out-pointers are valid for the call; the child is ours and not yet
+    // waited for (std's `Child` is dropped without waiting).
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    if waited != pid {
+        bail!(
+            "cannot wait for {cmd:?}: {}",
+            std::io::Error::last_os_error()
+        );
+    }
     let secs = started.elapsed().as_secs_f64();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    if !out.status.success() {
+    if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
         bail!("{cmd:?} failed: {stdout}");
     }
-    Ok((secs, stdout))
+    Ok((secs, stdout, usage.ru_maxrss as f64 / 1024.0))
 }
 
-/// The largest peak RSS of the children waited for so far, in MiB.
-fn children_max_rss_mib() -> f64 {
-    // SAFETY: getrusage only writes the struct it is given.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
-    usage.ru_maxrss as f64 / 1024.0
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each stage's peak RSS is its own: a small child run after a large one reports
+    /// its own few MiB, not the large one's.
+    #[test]
+    fn each_child_reports_its_own_peak_rss() {
+        let mut large = Command::new("dd");
+        large.args([
+            "if=/dev/zero",
+            "of=/dev/null",
+            "bs=64M",
+            "count=1",
+            "status=none",
+        ]);
+        let (_, _, large_rss) = timed(&mut large).unwrap();
+        assert!(large_rss >= 64.0, "dd held a 64 MiB block: {large_rss} MiB");
+        let (_, out, small_rss) = timed(Command::new("echo").arg("done")).unwrap();
+        assert_eq!(out, "done\n");
+        assert!(small_rss < 32.0, "echo: {small_rss} MiB");
+        let failed = timed(&mut Command::new("false")).unwrap_err();
+        assert!(failed.to_string().contains("failed"), "{failed}");
+    }
 }
