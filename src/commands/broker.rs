@@ -81,7 +81,7 @@ async fn serve(
     store: String,
     args: Args,
 ) -> anyhow::Result<ExitCode> {
-    let task = start(addr, storage, &args.topic, args.partitions).await?;
+    let task = start(addr, storage, &args.topic, args.partitions, OnSignal::Stop).await?;
     println!("wenming broker: single-node development broker (not for production), {store}");
     println!(
         "topics: {} ({} partitions)",
@@ -99,6 +99,17 @@ async fn serve(
 /// The running broker: resolves when it stops.
 pub type BrokerTask = tokio::task::JoinHandle<Result<(), String>>;
 
+/// Whether the broker stops on SIGINT/SIGTERM itself.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum OnSignal {
+    /// `wenming broker`, a process of its own: a signal stops it.
+    Stop,
+    /// In-process (`serve`, `demo`): it runs until the runtime ends, so that on a signal
+    /// ingest can still commit its batch, commit its offsets and leave the group. When
+    /// the broker stopped on the signal too, ingest's consumer waited on it for good.
+    RunOn,
+}
+
 /// Starts the broker on the current runtime at `addr` with its store at `storage`, and
 /// creates `topics` through the admin API once it answers. `wenming serve` and `demo`
 /// run it in-process this way; `wenming broker` as its own process.
@@ -107,6 +118,7 @@ pub async fn start(
     storage: Url,
     topics_wanted: &[String],
     partitions: i32,
+    on_signal: OnSignal,
 ) -> anyhow::Result<BrokerTask> {
     let listener = Url::parse(&format!("tcp://{addr}"))?;
     use tansu_broker::coordinator::group::administrator::Controller;
@@ -125,11 +137,12 @@ pub async fn start(
             .map_err(|e| anyhow::anyhow!("cannot start the broker: {e:?}"))?;
     let started = tokio::time::Instant::now();
     let mut task: BrokerTask = tokio::spawn(async move {
-        broker
-            .main(started)
-            .await
-            .map(|_| ())
-            .map_err(|e| format!("{e:?}"))
+        let mut broker = broker;
+        let ran = match on_signal {
+            OnSignal::Stop => broker.main(started).await.map(|_| ()),
+            OnSignal::RunOn => broker.serve(started).await,
+        };
+        ran.map_err(|e| format!("{e:?}"))
     });
 
     // Topics through the admin API, like any client would: the broker must be up.

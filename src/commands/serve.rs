@@ -199,7 +199,7 @@ fn run(mut config: Config, demo: Option<Demo>) -> anyhow::Result<ExitCode> {
         let _broker = match broker_addr {
             Some(addr) => {
                 let topics = vec![config.ingest.topic.clone(), format!("{}.dlq", config.ingest.topic)];
-                let task = super::broker::start(addr, url::Url::parse("sqlite:///broker.db")?, &topics, config.broker.partitions).await?;
+                let task = super::broker::start(addr, url::Url::parse("sqlite:///broker.db")?, &topics, config.broker.partitions, super::broker::OnSignal::RunOn).await?;
                 println!("broker: embedded (single node, for development), durable in {}", config.broker.data.display());
                 println!("bootstrap: {addr}   (stations produce here: topic {})", config.ingest.topic);
                 Some(task)
