@@ -82,7 +82,6 @@ struct Key {
 /// memory of the rest of ingest then took it past 512 MiB on a 12 M-event backlog.
 pub struct RecentIds {
     table: IdTable,
-    capacity: usize,
     /// Ids a generation holds, and the generations kept besides the current one.
     generation_size: usize,
     generations: usize,
@@ -102,7 +101,6 @@ impl RecentIds {
         let most = generation_size * (generations + 1);
         RecentIds {
             table: IdTable::new(most),
-            capacity,
             generation_size,
             generations,
             current: 0,
@@ -210,11 +208,6 @@ impl RecentIds {
 
     pub fn is_empty(&self) -> bool {
         self.table.len == 0
-    }
-
-    /// The window's size: it holds at least this many of the most recent ids.
-    pub fn capacity(&self) -> usize {
-        self.capacity
     }
 
     /// Bytes the window holds on the heap, for the memory figures of the docs.

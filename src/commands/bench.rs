@@ -306,6 +306,7 @@ impl rdkafka::consumer::ConsumerContext for Quiet {}
 /// every child waited for, so import's figure was ingest's whenever ingest's was higher.
 fn timed(cmd: &mut Command) -> anyhow::Result<(f64, String, f64)> {
     use std::io::Read;
+    use std::os::unix::process::ExitStatusExt;
     let started = Instant::now();
     let mut child = cmd
         .stderr(Stdio::inherit())
@@ -330,8 +331,9 @@ fn timed(cmd: &mut Command) -> anyhow::Result<(f64, String, f64)> {
         );
     }
     let secs = started.elapsed().as_secs_f64();
-    if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
-        bail!("{cmd:?} failed: {stdout}");
+    let status = std::process::ExitStatus::from_raw(status);
+    if !status.success() {
+        bail!("{cmd:?} failed ({status}): {stdout}");
     }
     Ok((secs, stdout, usage.ru_maxrss as f64 / 1024.0))
 }
