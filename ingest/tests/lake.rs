@@ -218,7 +218,7 @@ async fn a_kept_table_learns_the_positions_other_writers_committed() {
 /// Every Parquet file wenming writes has row groups of at most 256 Ki rows (a writer
 /// holds a whole row group in memory; Parquet's default is 1 Mi rows).
 #[tokio::test]
-async fn files_have_row_groups_of_at_most_256_ki_rows() {
+async fn files_have_row_groups_of_at_most_256_ki_rows_and_no_dictionary_of_unique_columns() {
     use deltalake::parquet::file::reader::{FileReader, SerializedFileReader};
     let dir = tempfile::tempdir().unwrap();
     let lake = Lake::new(dir.path());
@@ -247,6 +247,24 @@ async fn files_have_row_groups_of_at_most_256_ki_rows() {
         [256 * 1024, big.num_rows() as i64 - 256 * 1024],
         "row groups of the file"
     );
+    // Nearly unique columns are written plain: a dictionary of them would overflow on
+    // every page. Columns of few values keep theirs.
+    let group = reader.metadata().row_group(0);
+    let dictionary = |name: &str| {
+        group
+            .columns()
+            .iter()
+            .find(|c| c.column_path().string() == name)
+            .unwrap_or_else(|| panic!("no column {name}"))
+            .dictionary_page_offset()
+            .is_some()
+    };
+    for unique in ["event_id", "kafka_offset", "occurred_at"] {
+        assert!(!dictionary(unique), "{unique} has a dictionary");
+    }
+    for few in ["type", "unit_id"] {
+        assert!(dictionary(few), "{few} has no dictionary");
+    }
 }
 
 /// Underneath our check, Delta's own conflict checker refuses a commit from a stale
