@@ -31,8 +31,9 @@ fn one_arena() {
     }
 }
 
-/// The async runtime of `ingest` and `import`, which promise bounded memory: its
-/// threads, the global decoding pool's and the calling thread share one arena
+/// The async runtime of `ingest` and `import` (and of `serve`'s in-process ingest),
+/// which promise bounded memory: its threads, the global decoding pool's and the calling
+/// thread share one arena
 /// ([`one_arena`]) that returns freed pages within [`DIRTY_DECAY_MS`]. Other commands
 /// (queries on many cores) keep jemalloc's defaults, where more arenas mean less
 /// waiting on one another.

@@ -214,15 +214,25 @@ fn run(mut config: Config, demo: Option<Demo>) -> anyhow::Result<ExitCode> {
             let mut options = IngestOptions::new(&brokers, &config.ingest.topic, &config.ingest.group);
             options.partitions = config.broker.partitions;
             let lake = Lake::new(&config.lake.path);
-            let handle = tokio::runtime::Handle::current();
             let (stop, metrics) = (stop.clone(), ingest_metrics.clone());
             println!("ingest: {} → {} (group {})", config.ingest.topic, config.lake.path.display(), config.ingest.group);
             Some(std::thread::Builder::new().name("wenming-ingest".into()).spawn(move || {
-                let result = consumer::run(&options, &lake, handle, stop, metrics);
+                // The bounded runtime of `wenming ingest` (one arena, short decay), so
+                // that ingest's memory is the same in-process; the API keeps its own.
+                // Built here: a runtime must not be dropped on an async thread.
+                let runtime = match crate::memory::bounded_runtime() {
+                    Ok(runtime) => runtime,
+                    Err(e) => {
+                        eprintln!("error: ingest stopped: cannot start its async runtime: {e}");
+                        return false;
+                    }
+                };
+                let result = consumer::run(&options, &lake, runtime.handle().clone(), stop, metrics);
                 if let Err(e) = &result {
                     tracing::error!(error = %e, "ingest stopped");
                     eprintln!("error: ingest stopped: {e}");
                 }
+                runtime.shutdown_timeout(std::time::Duration::from_secs(5));
                 result.is_ok()
             })?)
         } else {
