@@ -1,4 +1,5 @@
-//! The allocator, and how the bounded-memory commands (`ingest`, `import`) use it.
+//! The allocator, and how the bounded-memory paths (`ingest`, `import`, `serve`'s
+//! in-process ingest) use it.
 
 /// jemalloc rather than glibc's malloc: import and ingest allocate and free a few
 /// strings per event on one thread and free them on others, where glibc spent ~17 % of
@@ -12,7 +13,7 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// them back (jemalloc's default is 10 s). A flush every half second or so frees tens
 /// of MB of buffers; kept 10 s, the pages of the flushes before stayed resident beside
 /// the next ones. On the 12.4 M-event backlog (one arena): 492 MiB peak with 10 s,
-/// 466-470 with 300 ms at about the same rate, 424 with 0 but each free then costs
+/// 459-470 with 300 ms at about the same rate, 424 with 0 but each free then costs
 /// page faults on the next allocation (docs/benchmarks.md, session 17).
 const DIRTY_DECAY_MS: isize = 300;
 
@@ -32,9 +33,9 @@ fn one_arena() {
 }
 
 /// The async runtime of `ingest` and `import` (and of `serve`'s in-process ingest),
-/// which promise bounded memory: its threads, the global decoding pool's and the calling
-/// thread share one arena
-/// ([`one_arena`]) that returns freed pages within [`DIRTY_DECAY_MS`]. Other commands
+/// which promise bounded memory: its threads, the global decoding pool's and the
+/// calling thread share one arena ([`one_arena`]) that returns freed pages within
+/// [`DIRTY_DECAY_MS`]. Other commands
 /// (queries on many cores) keep jemalloc's defaults, where more arenas mean less
 /// waiting on one another.
 pub fn bounded_runtime() -> std::io::Result<tokio::runtime::Runtime> {
