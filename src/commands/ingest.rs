@@ -41,9 +41,9 @@ pub struct Args {
     /// ... or when the oldest buffered event is this many milliseconds old.
     #[arg(long, default_value_t = 3000)]
     flush_ms: u64,
-    /// Compact a table's small files in the background after this many commits to it
-    /// (0: never).
-    #[arg(long, default_value_t = 200)]
+    /// Compact a table's small files in the background after this many commits of small
+    /// files (flushes under 64 Ki events) to it (0: never).
+    #[arg(long, default_value_t = 50)]
     compact_every: u64,
     /// Event ids remembered for dedup, at least (about 12 bytes each; 1 to 2^30).
     #[arg(long, default_value_t = wenming_ingest::dedup::DEFAULT_WINDOW as u64,
