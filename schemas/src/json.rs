@@ -237,7 +237,8 @@ mod tests {
         for text in texts {
             agree(text.as_bytes());
         }
-        // Not UTF-8: in a string, in a key, outside any string, cut mid-character.
+        // Not UTF-8: in a string, in a key, outside any string, cut mid-character; and a
+        // byte-order mark, which is UTF-8 but not JSON.
         let invalid: [&[u8]; 5] = [
             b"{\"a\":\"\xff\"}",
             b"{\"\xc3\x28\":1}",
