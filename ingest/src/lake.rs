@@ -274,20 +274,22 @@ impl Lake {
     /// Creates every family's table that does not exist yet, empty, so that each has a
     /// log to hold positions from the first flush on. Safe to race: a table another
     /// writer created meanwhile is fine.
+    /// The tables are created together: one after another, a new lake's ten first
+    /// commits were 0.1 s of every fresh `ingest` start.
     pub async fn ensure_tables(&self) -> Result<(), LakeError> {
-        for family in Family::ALL {
-            if has_commits(&self.table_path(*family)) {
-                continue;
-            }
-            let schema = wenming_schemas::lake::table_schema(*family);
-            let empty = RecordBatch::new_empty(schema);
-            let created = self.commit(*family, vec![empty], &[]).await;
-            if let Err(e) = created
-                && !has_commits(&self.table_path(*family))
-            {
-                return Err(e);
-            }
-        }
+        let missing = Family::ALL
+            .iter()
+            .filter(|family| !has_commits(&self.table_path(**family)))
+            .map(|family| async move {
+                let schema = wenming_schemas::lake::table_schema(*family);
+                let empty = RecordBatch::new_empty(schema);
+                let created = self.commit(*family, vec![empty], &[]).await;
+                match created {
+                    Err(e) if !has_commits(&self.table_path(*family)) => Err(e),
+                    _ => Ok(()),
+                }
+            });
+        futures::future::try_join_all(missing).await?;
         Ok(())
     }
 
