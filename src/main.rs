@@ -3,6 +3,7 @@
 
 mod commands;
 mod config;
+mod logging;
 mod memory;
 
 use std::process::ExitCode;
@@ -119,14 +120,7 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                // tansu logs every client that hangs up as an error; not one for users.
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,tansu_service=off")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    logging::install();
     let result = match cli.command {
         Command::Validate(args) => commands::validate::run(args),
         Command::Generate(args) => commands::generate::run(args),

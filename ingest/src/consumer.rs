@@ -593,6 +593,7 @@ impl Pipeline {
     /// Starts the commits of the buffer, one task per touched table, and empties it.
     fn begin_flush(&mut self, complete: bool) -> Result<(), IngestError> {
         self.metrics.flushes.fetch_add(1, Relaxed);
+        tracing::debug!(rows = self.rows, complete, "flush begins");
         // Dead letters are acknowledged before any position that covers them is.
         self.dlq.flush()?;
         let now = Instant::now();
@@ -664,6 +665,7 @@ impl Pipeline {
         let Some(flight) = self.in_flight.take() else {
             return Ok(());
         };
+        let waited = Instant::now();
         let mut first_error = None;
         let small = is_small_flush(flight.tasks.iter().map(|(_, rows, _)| rows).sum());
         for (family, rows, task) in flight.tasks {
@@ -707,6 +709,11 @@ impl Pipeline {
             self.drop_buffer();
             return Err(e);
         }
+        tracing::debug!(
+            started = ?flight.started.elapsed(),
+            waited = ?waited.elapsed(),
+            "flush landed"
+        );
         self.record_run();
         self.maybe_compact();
         Ok(())
@@ -947,18 +954,21 @@ pub fn run(
     let started = Instant::now();
     let mut wanted = vec![options.topic.clone(), options.dlq_topic.clone()];
     wanted.dedup();
-    // The topics and the tables are independent: made ready together.
-    let (topics_ready, tables_ready) = runtime.block_on(async {
-        tokio::join!(
-            topics::ensure_with(
-                &options.brokers,
-                &wanted,
-                options.partitions,
-                &options.properties,
-            ),
-            lake.ensure_tables()
-        )
-    });
+    // The topics and the tables are independent: made ready together, the tables on
+    // the runtime's workers while this thread asks the brokers (a blocking call).
+    let tables = {
+        let lake = lake.clone();
+        runtime.spawn(async move { lake.ensure_tables().await })
+    };
+    let topics_ready = runtime.block_on(topics::ensure_with(
+        &options.brokers,
+        &wanted,
+        options.partitions,
+        &options.properties,
+    ));
+    let tables_ready = runtime
+        .block_on(tables)
+        .map_err(|e| IngestError::Task(e.to_string()))?;
     topics_ready?;
     tables_ready?;
     tracing::debug!(after = ?started.elapsed(), "topics and tables ready");
@@ -1151,7 +1161,7 @@ pub fn run(
         .expect("pipeline lock")
         .first_assigned
         .map(|t| t.elapsed());
-    drop(consumer);
+    leave(consumer);
     let p = pipeline.lock().expect("pipeline lock");
     if let Some(compaction) = &p.compaction {
         while !compaction.is_finished() {
@@ -1163,6 +1173,22 @@ pub fn run(
         elapsed: started.elapsed(),
         since_assigned,
     })
+}
+
+/// Leaves the group and closes the consumer. rdkafka's drop does the same, but checks
+/// whether the close is done only every 100 ms, which was most of the time an
+/// `--exit-at-end` run took to stop after its last commit. Anything polled meanwhile
+/// is past what the lake recorded, so the next reader reads it again.
+fn leave(consumer: BaseConsumer<IngestContext>) {
+    match consumer.close_queue() {
+        Ok(()) => {
+            while !consumer.closed() {
+                let _ = consumer.poll(Duration::from_millis(5));
+            }
+        }
+        Err(e) => tracing::warn!("leaving the group: {e}"),
+    }
+    drop(consumer);
 }
 
 /// Whether `--exit-at-end` may stop: every partition this member holds is at its end,
