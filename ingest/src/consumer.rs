@@ -979,14 +979,11 @@ pub fn run(
         tracing::info!("metrics on http://{bound}/metrics");
     }
 
-    // Dedup must remember what is already stored, whoever stored it.
+    // Dedup must remember what is already stored, whoever stored it: the window is
+    // seeded below, after subscribing, and what is committed from here on is learnt
+    // at the assignment (`refresh_ids`).
     let seeded_at_us = chrono::Utc::now().timestamp_micros();
     let seeded_versions = OwnVersions::new(lake.versions());
-    let mut ids = RecentIds::new(options.dedup_window);
-    runtime.block_on(lake.recent_ids(options.dedup_window, None, |chunk, more| {
-        ids.seed_all(chunk, more)
-    }))?;
-    tracing::debug!(after = ?started.elapsed(), ids = ids.len(), "dedup window seeded");
 
     let mut producer_config = ClientConfig::new();
     producer_config
@@ -1005,7 +1002,7 @@ pub fn run(
         rows: 0,
         bytes: 0,
         oldest: None,
-        ids,
+        ids: RecentIds::new(options.dedup_window),
         buffered_ids: Vec::new(),
         seeded_at_us,
         seeded_versions,
@@ -1062,6 +1059,18 @@ pub fn run(
     let consumer: BaseConsumer<IngestContext> = config.create_with_context(context)?;
     consumer.subscribe(&[options.topic.as_str()])?;
     tracing::debug!(after = ?started.elapsed(), "subscribed");
+    // librdkafka joins the group on its own threads meanwhile; the assignment is only
+    // handed over by a poll of this thread, so the window is whole before any message.
+    {
+        let mut p = pipeline.lock().expect("pipeline lock");
+        let Pipeline {
+            ids, lake, runtime, ..
+        } = &mut *p;
+        runtime.block_on(lake.recent_ids(options.dedup_window, None, |chunk, more| {
+            ids.seed_all(chunk, more)
+        }))?;
+        tracing::debug!(after = ?started.elapsed(), ids = ids.len(), "dedup window seeded");
+    }
 
     let topic_partitions = consumer
         .fetch_metadata(Some(&options.topic), Duration::from_secs(10))?
