@@ -274,6 +274,7 @@ impl Lake {
     /// Creates every family's table that does not exist yet, empty, so that each has a
     /// log to hold positions from the first flush on. Safe to race: a table another
     /// writer created meanwhile is fine.
+    ///
     /// The tables are created together: one after another, a new lake's ten first
     /// commits were 0.1 s of every fresh `ingest` start.
     pub async fn ensure_tables(&self) -> Result<(), LakeError> {
