@@ -37,8 +37,9 @@ fn one_arena() {
 /// allocates with glibc here (Rust uses jemalloc): librdkafka, whose fetch responses and
 /// LZ4 output are blocks of a few MiB. glibc's defaults (128 KiB, raised as mapped
 /// blocks are freed) mapped and unmapped such blocks one after another, and the kernel
-/// zeroed fresh pages for each: a 2 M-event ingest took 9 % less CPU and 10-20 % fewer
-/// page faults with these values, at the same peak RSS (docs/benchmarks.md, session 19).
+/// zeroed fresh pages for each: a 2 M-event ingest took 7.5 % less CPU and 9 % fewer
+/// page faults with these values (8 pairs), its peak 21 MiB higher; the 12.4 M-event
+/// backlog peaked as before, at 476 MiB (docs/benchmarks.md, session 19).
 /// The heap kept is bounded by librdkafka's own bounds (`queued.max.messages.kbytes`,
 /// `fetch.max.bytes`). 32 MiB is glibc's own ceiling for the threshold it raises by itself
 /// on 64-bit.
