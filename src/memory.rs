@@ -46,7 +46,7 @@ fn one_arena() {
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 const C_HEAP_BLOCK: libc::c_int = 32 << 20;
 
-/// Applies [`C_HEAP_BLOCK`] to glibc's malloc; the names of the settings it refused.
+/// Applies [`C_HEAP_BLOCK`] to glibc's malloc; the name of the first setting it refused.
 fn steady_c_heap() -> Result<(), &'static str> {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
@@ -65,9 +65,9 @@ fn steady_c_heap() -> Result<(), &'static str> {
 /// The async runtime of `ingest` and `import` (and of `serve`'s in-process ingest),
 /// which promise bounded memory: its threads, the global decoding pool's and the
 /// calling thread share one arena ([`one_arena`]) that returns freed pages within
-/// [`DIRTY_DECAY_MS`]; the C heap keeps blocks of librdkafka's size ([`steady_c_heap`]). Other commands
-/// (queries on many cores) keep jemalloc's defaults, where more arenas mean less
-/// waiting on one another.
+/// [`DIRTY_DECAY_MS`]; the C heap keeps blocks of librdkafka's size
+/// ([`steady_c_heap`]). Other commands (queries on many cores) keep jemalloc's
+/// defaults, where more arenas mean less waiting on one another.
 pub fn bounded_runtime() -> std::io::Result<tokio::runtime::Runtime> {
     // SAFETY: `arena.0.dirty_decay_ms` is an `ssize_t`, which `isize` is; the name is
     // NUL-terminated.
