@@ -966,6 +966,7 @@ pub fn run(
         options.partitions,
         &options.properties,
     ));
+    tracing::debug!(after = ?started.elapsed(), "topics ready");
     let tables_ready = runtime
         .block_on(tables)
         .map_err(|e| IngestError::Task(e.to_string()))?;

@@ -50,7 +50,14 @@ pub async fn ensure_with(
     properties: &[String],
 ) -> Result<(), TopicError> {
     let mut config = ClientConfig::new();
-    config.set("bootstrap.servers", brokers);
+    config
+        .set("bootstrap.servers", brokers)
+        // Connect at once. With sparse connections (the default) librdkafka connects
+        // when something needs a broker, and a metadata request that comes before the
+        // first connection has started is held back for `reconnect.backoff.ms` / 2:
+        // 50 ms of about every other `ingest` start (docs/benchmarks.md). This client
+        // lives for one request, so connecting to every bootstrap broker costs nothing.
+        .set("enable.sparse.connections", "false");
     apply_properties(&mut config, properties)?;
     let admin: AdminClient<DefaultClientContext> =
         config.create().map_err(|source| TopicError::Connect {
