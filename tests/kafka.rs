@@ -782,3 +782,43 @@ async fn the_durable_broker_keeps_acknowledged_messages_across_a_restart() {
     };
     assert_eq!(payloads(&after), payloads(&before));
 }
+
+/// `wenming bench ingest` end to end on a small stream, with its broker in memory and on
+/// the durable engine: every stage runs, the bare consumer reads every message, and the
+/// figures it prints add up (read = stored + duplicates, every event in the lake).
+#[test]
+fn the_ingest_benchmark_runs_every_stage_on_both_broker_engines() {
+    for engine in [&[][..], &["--durable"][..]] {
+        let mut args = vec!["bench", "ingest", "--events", "3000"];
+        args.extend_from_slice(engine);
+        let out = ok(&wenming(&args));
+        let line = |prefix: &str| {
+            out.lines()
+                .find(|l| l.starts_with(prefix))
+                .unwrap_or_else(|| panic!("no {prefix:?} line in:\n{out}"))
+                .to_owned()
+        };
+        assert!(line("stream: ").starts_with("stream: 3000 events"), "{out}");
+        // The bare consumer's clock stops at its last message; the time to every
+        // partition's end, which holds the broker's empty fetches, is printed apart.
+        assert!(
+            line("bare consumer: ").contains("to its last message"),
+            "{out}"
+        );
+        assert!(line("  to every partition's end: ").ends_with("held by the broker)"));
+        assert!(
+            line("wenming ingest: ").contains("x bare consumer"),
+            "{out}"
+        );
+        assert!(
+            line("  from its assignment: ").contains("like for like"),
+            "{out}"
+        );
+        assert!(line("wenming import: ").contains("no broker"), "{out}");
+        let said = counts(line("ingest said: ").trim_start_matches("ingest said: "));
+        assert_eq!(said["read"], 3000, "{out}");
+        assert_eq!(said["stored"] + said["duplicates"], 3000, "{out}");
+        assert!(said["duplicates"] > 0, "the stream has re-sends: {out}");
+        assert_eq!(said["rejected"], 0, "{out}");
+    }
+}

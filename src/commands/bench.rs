@@ -37,6 +37,10 @@ pub struct IngestArgs {
     /// Use this Kafka instead of starting a `wenming broker --memory` process.
     #[arg(long)]
     brokers: Option<String>,
+    /// Start the broker on its durable engine (`wenming broker --data`, its default)
+    /// instead of in memory: there the broker, not the consumer, sets the pace.
+    #[arg(long, conflicts_with = "brokers")]
+    durable: bool,
     /// Partitions of the benchmark topic.
     #[arg(long, default_value_t = 6)]
     partitions: i32,
@@ -107,7 +111,8 @@ fn ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
     let brokers = match &args.brokers {
         Some(b) => b.clone(),
         None => {
-            let (child, bootstrap) = start_broker(&exe, args.partitions)?;
+            let data = args.durable.then(|| dir.path().join("broker"));
+            let (child, bootstrap) = start_broker(&exe, args.partitions, data.as_deref())?;
             broker = Some(child);
             bootstrap
         }
@@ -229,11 +234,21 @@ fn measure(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Starts `wenming broker --memory` on a free port; returns it and its address.
-fn start_broker(exe: &Path, partitions: i32) -> anyhow::Result<(Child, String)> {
-    let mut child = Command::new(exe)
-        .args(["broker", "--memory", "--listen", "127.0.0.1:0"])
-        .args(["--partitions", &partitions.to_string()])
+/// Starts `wenming broker` on a free port, in memory or durable in `data`; returns it
+/// and its address.
+fn start_broker(
+    exe: &Path,
+    partitions: i32,
+    data: Option<&Path>,
+) -> anyhow::Result<(Child, String)> {
+    let mut cmd = Command::new(exe);
+    cmd.args(["broker", "--listen", "127.0.0.1:0"])
+        .args(["--partitions", &partitions.to_string()]);
+    match data {
+        Some(dir) => cmd.arg("--data").arg(dir),
+        None => cmd.arg("--memory"),
+    };
+    let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
