@@ -40,6 +40,7 @@ use wenming_schemas::Family;
 use crate::batch::{FamilyBatch, Provenance};
 use crate::dedup::{DEFAULT_WINDOW, RecentIds, Seen};
 use crate::dlq::{Dlq, DlqError};
+use crate::fetched::{Batch, FetchQueue, Fetched};
 use crate::lake::{Lake, LakeError, Position};
 use crate::metrics::{Metrics, Snapshot};
 use crate::topics::{self, TopicError};
@@ -68,6 +69,8 @@ pub enum IngestError {
         #[source]
         source: Box<LakeError>,
     },
+    #[error("librdkafka could not make a queue for the fetched messages")]
+    FetchQueue,
     #[error("cannot serve metrics on {addr}: {source}")]
     Metrics {
         addr: SocketAddr,
@@ -206,6 +209,8 @@ struct Pipeline {
     first_assigned: Option<Instant>,
     /// An assignment could not be read from the lake: stop rather than guess.
     fatal: Option<IngestError>,
+    /// Where the assigned partitions' messages go (set once the consumer exists).
+    fetched: Option<Arc<FetchQueue>>,
 }
 
 /// Messages polled but not yet routed, copied out of librdkafka back to back, so that
@@ -476,6 +481,36 @@ impl Pipeline {
     /// Whether messages were polled and not yet routed.
     fn unrouted(&self) -> bool {
         !self.polled.is_empty() || !self.decoding.is_empty()
+    }
+
+    /// One message taken from librdkafka: copied into the run being filled, which goes
+    /// to the decoding threads once full.
+    fn polled_one(
+        &mut self,
+        partition: i32,
+        offset: i64,
+        key: Option<&[u8]>,
+        payload: &[u8],
+        flush_rows: usize,
+    ) {
+        self.polled.push(partition, offset, key, payload);
+        if self.polled.is_full(flush_rows) {
+            self.rotate();
+        }
+    }
+
+    /// `partition` is at its end, after every message polled before this (routed now).
+    fn partition_ended(&mut self, partition: i32) {
+        self.route_polled();
+        if let Some(part) = self.partitions.get_mut(&partition) {
+            tracing::info!(
+                partition,
+                upto = part.upto,
+                start = part.start,
+                "end of partition"
+            );
+            part.at_end = true;
+        }
     }
 
     /// Forgets every message polled and not routed (they are read again after a seek).
@@ -890,6 +925,15 @@ impl ConsumerContext for IngestContext {
                         pipeline.fatal.get_or_insert(e);
                     }
                 }
+                // Their messages come to the fetch queue, read in batches; forwarded
+                // before the assignment, so that none reaches the consumer's queue.
+                if let Some(fetched) = &pipeline.fetched {
+                    for (partition, topic) in &topic_of {
+                        if !fetched.take_partition(consumer, topic, *partition) {
+                            tracing::warn!(partition, "no queue for the partition");
+                        }
+                    }
+                }
                 let assigned = if cooperative {
                     consumer.incremental_assign(tpl)
                 } else {
@@ -1023,6 +1067,7 @@ pub fn run(
         assignment_changed: Instant::now(),
         first_assigned: None,
         fatal: None,
+        fetched: None,
     }));
 
     let mut config = ClientConfig::new();
@@ -1058,6 +1103,11 @@ pub fn run(
         metrics: metrics.clone(),
     };
     let consumer: BaseConsumer<IngestContext> = config.create_with_context(context)?;
+    let fetched = Arc::new(FetchQueue::new(&consumer).ok_or(IngestError::FetchQueue)?);
+    // Destroyed before the consumer whatever the way out (declared after it, dropped
+    // before it): librdkafka's queues must go before their client.
+    let _close_fetched = CloseOnDrop(fetched.clone());
+    pipeline.lock().expect("pipeline lock").fetched = Some(fetched.clone());
     consumer.subscribe(&[options.topic.as_str()])?;
     tracing::debug!(after = ?started.elapsed(), "subscribed");
     // librdkafka joins the group on its own threads meanwhile; the assignment is only
@@ -1086,49 +1136,68 @@ pub fn run(
         .map_or(Duration::from_secs(45), Duration::from_millis);
 
     let poll_every = Duration::from_millis(100);
-    // Whether messages wait to be routed, as the pipeline stood when the loop last let
-    // go of it: kept here so that a message costs one lock of the pipeline, not two.
+    let mut batch = Batch::with_capacity(FETCH_BATCH);
+    // Whether messages wait to be routed, and whether partitions are assigned, as the
+    // pipeline stood when the loop last let go of it (read here without its lock).
     let mut unrouted = false;
+    let mut assigned = false;
     loop {
-        // While messages wait to be routed, poll without waiting: route them as soon
-        // as librdkafka has no more at hand.
-        let wait = if unrouted { Duration::ZERO } else { poll_every };
-        let message = consumer.poll(wait);
+        // The consumer's own queue first: rebalances, errors and statistics are served
+        // in this call. It is waited on only while nothing is assigned; otherwise the
+        // fetch queue is, and a rebalance waits at most `poll_every` for the next turn.
+        let main_wait = if assigned || unrouted {
+            Duration::ZERO
+        } else {
+            poll_every
+        };
+        let message = consumer.poll(main_wait);
+        let got_message = message.is_some();
+        // While messages wait to be routed, take more without waiting: route them as
+        // soon as librdkafka has no more at hand.
+        let fetch_wait = if assigned && !unrouted && !got_message {
+            poll_every
+        } else {
+            Duration::ZERO
+        };
+        let fetched_now = fetched.consume(fetch_wait, &mut batch);
         let mut p = pipeline.lock().expect("pipeline lock");
         if let Some(e) = p.fatal.take() {
             return Err(e);
         }
-        if let Some(Ok(m)) = &message {
-            p.polled.push(
+        // A message on the consumer's queue was fetched before its partition's queue was
+        // forwarded (librdkafka should send none there); it comes before the batch.
+        match message {
+            None => {}
+            Some(Ok(m)) => p.polled_one(
                 m.partition(),
                 m.offset(),
                 m.key(),
                 m.payload().unwrap_or(&[]),
-            );
-            if !p.polled.is_full(options.flush_rows) {
-                unrouted = true;
-                continue;
-            }
-            p.rotate();
-        } else {
-            // Whatever comes next (an end of partition, an exit) sees every message
-            // polled before it; so does every flush and rebalance (they route first).
-            p.route_polled();
+                options.flush_rows,
+            ),
+            Some(Err(KafkaError::PartitionEOF(partition))) => p.partition_ended(partition),
+            Some(Err(e)) => tracing::warn!("consumer: {e}"),
         }
-        match message {
-            None | Some(Ok(_)) => {}
-            Some(Err(KafkaError::PartitionEOF(partition))) => {
-                if let Some(part) = p.partitions.get_mut(&partition) {
-                    tracing::info!(
-                        partition,
-                        upto = part.upto,
-                        start = part.start,
-                        "end of partition"
-                    );
-                    part.at_end = true;
+        for fetched in batch.iter() {
+            match fetched {
+                Fetched::Message {
+                    partition,
+                    offset,
+                    key,
+                    payload,
+                } => p.polled_one(partition, offset, key, payload, options.flush_rows),
+                Fetched::End { partition } => p.partition_ended(partition),
+                Fetched::Error { partition, error } => {
+                    tracing::warn!(partition, "consumer: {error}")
                 }
             }
-            Some(Err(e)) => tracing::warn!("consumer: {e}"),
+        }
+        // The messages are copied out: freed now, not with the next batch.
+        batch.clear();
+        if fetched_now == 0 && !got_message {
+            // Whatever comes next (an exit, a flush) sees every message polled before
+            // it; so does every end of partition and rebalance (they route first).
+            p.route_polled();
         }
         if let Some(e) = p.fatal.take() {
             return Err(e);
@@ -1142,6 +1211,7 @@ pub fn run(
             if p.needs_reset && !stopping {
                 reset(&consumer, &mut p)?;
                 unrouted = p.unrouted();
+                assigned = !p.partitions.is_empty();
                 continue;
             }
             break;
@@ -1163,6 +1233,7 @@ pub fn run(
             reset(&consumer, &mut p)?;
         }
         unrouted = p.unrouted();
+        assigned = !p.partitions.is_empty();
     }
     // Everything read is committed: the work is done (leaving the group and a
     // compaction still running follow).
@@ -1171,7 +1242,8 @@ pub fn run(
         .expect("pipeline lock")
         .first_assigned
         .map(|t| t.elapsed());
-    leave(consumer);
+    drop(batch);
+    leave(consumer, &fetched);
     let p = pipeline.lock().expect("pipeline lock");
     if let Some(compaction) = &p.compaction {
         while !compaction.is_finished() {
@@ -1189,7 +1261,7 @@ pub fn run(
 /// whether the close is done only every 100 ms, which was most of the time an
 /// `--exit-at-end` run took to stop after its last commit. Anything polled meanwhile
 /// is past what the lake recorded, so the next reader reads it again.
-fn leave(consumer: BaseConsumer<IngestContext>) {
+fn leave(consumer: BaseConsumer<IngestContext>, fetched: &FetchQueue) {
     match consumer.close_queue() {
         Ok(()) => {
             while !consumer.closed() {
@@ -1198,8 +1270,23 @@ fn leave(consumer: BaseConsumer<IngestContext>) {
         }
         Err(e) => tracing::warn!("leaving the group: {e}"),
     }
+    fetched.close();
     drop(consumer);
 }
+
+/// Closes the fetch queue when dropped: on every way out of [`run`], before the
+/// consumer it belongs to.
+struct CloseOnDrop(Arc<FetchQueue>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
+/// Messages taken from the fetch queue at a time: a few fetch responses' worth, and
+/// a quarter of a run.
+const FETCH_BATCH: usize = 512;
 
 /// Whether `--exit-at-end` may stop: every partition this member holds is at its end,
 /// and either it holds every partition of the topic, or the group has been stable for a

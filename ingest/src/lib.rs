@@ -6,6 +6,7 @@
 //! - [`lake`]: Delta tables per family; commits that carry their source positions.
 //! - [`import`]: an NDJSON file into the lake (decode → dedup → route → commit).
 //! - [`consumer`]: Kafka into the lake, exactly once (`wenming ingest`).
+//! - [`fetched`]: the assigned partitions' messages, taken from librdkafka in batches.
 //! - [`dlq`]: the dead-letter topic for messages the contract refuses.
 //! - [`producer`]: NDJSON lines onto a topic (`wenming produce`, `generate --brokers`).
 //! - [`topics`]: client settings and topic creation shared by all of the above.
@@ -15,6 +16,7 @@ pub mod batch;
 pub mod consumer;
 pub mod dedup;
 pub mod dlq;
+pub mod fetched;
 pub mod import;
 pub mod lake;
 pub mod metrics;
