@@ -806,6 +806,19 @@ fn the_ingest_benchmark_runs_every_stage_on_both_broker_engines() {
             "{out}"
         );
         assert!(line("  to every partition's end: ").ends_with("held by the broker)"));
+        // The consumer + decode stage reads the same stream and decodes every message.
+        assert!(
+            line("consumer + decode: ").contains("nothing stored) = "),
+            "{out}"
+        );
+        assert_eq!(
+            line("  decoded: ")
+                .split_whitespace()
+                .take(5)
+                .collect::<Vec<_>>(),
+            ["decoded:", "3000", "events,", "0", "rejected"],
+            "{out}"
+        );
         assert!(
             line("wenming ingest: ").contains("x bare consumer"),
             "{out}"

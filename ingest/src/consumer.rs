@@ -985,6 +985,28 @@ pub struct IngestSummary {
     pub since_assigned: Option<Duration>,
 }
 
+/// How ingest's consumer fetches: bounded prefetch, fetched again as soon as it drains.
+/// Public so that `wenming bench ingest` can read the way ingest reads.
+pub fn fetch_settings(config: &mut ClientConfig) {
+    config
+        // Bounded memory whatever the backlog: librdkafka prefetches at most this
+        // much (it costs about twice that in RSS; 32 MiB read no faster than 8 here);
+        // the buffer is bounded by the flush policy.
+        .set("queued.max.messages.kbytes", "8192")
+        // ... and fetches again as soon as that queue drains below the bound, rather
+        // than after the default second: a flush that pauses reading fills the queue,
+        // and a second of idle fetcher per flush halved throughput.
+        .set("fetch.queue.backoff.ms", "10")
+        // A fetch of partitions at their end waits this long on the broker for new
+        // messages, and while it waits no other fetch goes to that broker: with the
+        // queue bound above, the last partitions of a backlog are read after the others
+        // reached their end, each step behind such a wait. 100 ms rather than the
+        // default 500 took a 500 k-event backlog from 1.9 to 1.4 s (docs/benchmarks.md);
+        // idle, it is ten small requests a second.
+        .set("fetch.wait.max.ms", "100")
+        .set("fetch.max.bytes", "16777216");
+}
+
 /// Runs ingest on the calling thread until `stop` is set (SIGTERM, Ctrl-C) or, with
 /// `exit_at_end`, every assigned partition is at its end. Lake commits run on
 /// `runtime`; the calling thread must not be one of its workers.
@@ -1080,23 +1102,8 @@ pub fn run(
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "true")
         .set("statistics.interval.ms", "5000")
-        // Bounded memory whatever the backlog: librdkafka prefetches at most this
-        // much (it costs about twice that in RSS; 32 MiB read no faster than 8 here);
-        // the buffer is bounded by the flush policy.
-        .set("queued.max.messages.kbytes", "8192")
-        // ... and fetches again as soon as that queue drains below the bound, rather
-        // than after the default second: a flush that pauses reading fills the queue,
-        // and a second of idle fetcher per flush halved throughput.
-        .set("fetch.queue.backoff.ms", "10")
-        // A fetch of partitions at their end waits this long on the broker for new
-        // messages, and while it waits no other fetch goes to that broker: with the
-        // queue bound above, the last partitions of a backlog are read after the others
-        // reached their end, each step behind such a wait. 100 ms rather than the
-        // default 500 took a 500 k-event backlog from 1.9 to 1.4 s (docs/benchmarks.md);
-        // idle, it is ten small requests a second.
-        .set("fetch.wait.max.ms", "100")
-        .set("fetch.max.bytes", "16777216")
         .set("max.poll.interval.ms", "600000");
+    fetch_settings(&mut config);
     topics::apply_properties(&mut config, &options.properties)?;
     let context = IngestContext {
         pipeline: pipeline.clone(),

@@ -1,9 +1,11 @@
 //! `wenming bench ingest`: events per second from a broker into committed Delta tables,
-//! beside a bare consumer reading the same topic, and `import` with no broker at all.
+//! beside a bare consumer reading the same topic, a consumer that decodes every message
+//! and stores nothing (what any ingest must pay), and `import` with no broker at all.
 //!
 //! Every stage is a real run: a `wenming broker` process (unless --brokers), the
-//! producer, a bare librdkafka consumer, `wenming ingest --exit-at-end` and `wenming
-//! import` as child processes (so their peak RSS is their own).
+//! producer, a bare librdkafka consumer, the consumer + decode stage, `wenming ingest
+//! --exit-at-end` and `wenming import` as child processes (so their peak RSS is their
+//! own).
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -154,10 +156,25 @@ fn measure(
     let produce_secs = started.elapsed().as_secs_f64();
 
     eprintln!("bare consumer ...");
-    let (bare_msgs, bare_secs, bare_last) = bare_consume(brokers, &topic, &args.properties, lines)?;
-    if bare_msgs != lines {
-        bail!("the bare consumer read {bare_msgs} messages, not {lines}");
+    let bare = consume_all(
+        brokers,
+        &topic,
+        ".bare",
+        |_| {},
+        &args.properties,
+        lines,
+        |_| {},
+    )?;
+    if bare.messages != lines {
+        bail!(
+            "the bare consumer read {} messages, not {lines}",
+            bare.messages
+        );
     }
+    let (bare_msgs, bare_secs, bare_last) = (bare.messages, bare.to_end, bare.to_last);
+
+    eprintln!("consumer + decode ...");
+    let decoded = consume_and_decode(brokers, &topic, &args.properties, lines)?;
 
     eprintln!("wenming ingest ...");
     let lake = dir.join("lake");
@@ -200,6 +217,16 @@ fn measure(
     println!("bare consumer:          {bare:>9.0} msg/s  ({bare_last:.2} s to its last message)");
     println!(
         "  to every partition's end: {bare_secs:.2} s (an empty fetch per partition, held by the broker)"
+    );
+    println!(
+        "consumer + decode:      {:>9.0} msg/s  ({:.2} s, nothing stored) = {:.2} x bare consumer",
+        rate(lines, decoded.secs),
+        decoded.secs,
+        rate(lines, decoded.secs) / bare
+    );
+    println!(
+        "  decoded: {} events, {} rejected (every message checked against the contract, on every core)",
+        decoded.events, decoded.rejected
     );
     println!(
         "wenming ingest:         {ingest:>9.0} events/s into committed tables ({ingest_secs:.1} s, peak RSS {ingest_rss:.0} MiB) = {:.2} x bare consumer",
@@ -269,22 +296,37 @@ fn start_broker(
     Ok((child, bootstrap))
 }
 
-/// Reads every partition from the beginning to its end, doing nothing with the
-/// messages but count them: the ceiling any consumer of this broker can reach.
-/// Returns the messages read, the seconds to the end of every partition and the
-/// seconds to the `expected`-th message.
-fn bare_consume(
+/// What a consumer that read a topic to its end saw.
+struct Consumed {
+    messages: u64,
+    /// When the consumer was assigned the partitions.
+    started: Instant,
+    /// Seconds to the end of every partition.
+    to_end: f64,
+    /// Seconds to the `expected`-th message.
+    to_last: f64,
+}
+
+/// Reads every partition from the beginning to its end, handing each payload to
+/// `each` and nothing more. With librdkafka's defaults and an `each` that does nothing,
+/// it is the bare consumer: the ceiling any consumer of this broker can reach.
+/// `configure` sets properties before `properties` (which win).
+fn consume_all(
     brokers: &str,
     topic: &str,
+    group_suffix: &str,
+    configure: impl FnOnce(&mut ClientConfig),
     properties: &[String],
     expected: u64,
-) -> anyhow::Result<(u64, f64, f64)> {
+    mut each: impl FnMut(&[u8]),
+) -> anyhow::Result<Consumed> {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", brokers)
-        .set("group.id", format!("{topic}.bare"))
+        .set("group.id", format!("{topic}{group_suffix}"))
         .set("enable.partition.eof", "true")
         .set("enable.auto.commit", "false");
+    configure(&mut config);
     wenming_ingest::topics::apply_properties(&mut config, properties)?;
     let consumer: BaseConsumer<Quiet> = config.create_with_context(Quiet)?;
     let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
@@ -306,7 +348,7 @@ fn bare_consume(
             None => {}
             Some(Ok(m)) => {
                 count += 1;
-                std::hint::black_box(m.payload());
+                each(std::hint::black_box(m.payload().unwrap_or_default()));
                 if count == expected {
                     last = started.elapsed().as_secs_f64();
                 }
@@ -314,10 +356,117 @@ fn bare_consume(
             Some(Err(KafkaError::PartitionEOF(p))) => {
                 at_end.insert(p);
             }
-            Some(Err(e)) => bail!("bare consumer: {e}"),
+            Some(Err(e)) => bail!("consumer: {e}"),
         }
     }
-    Ok((count, started.elapsed().as_secs_f64(), last))
+    Ok(Consumed {
+        messages: count,
+        started,
+        to_end: started.elapsed().as_secs_f64(),
+        to_last: last,
+    })
+}
+
+/// What the consumer + decode stage measured.
+struct Decoded {
+    events: u64,
+    rejected: u64,
+    /// Seconds from the assignment until the last message was decoded.
+    secs: f64,
+}
+
+/// The bare consumer, with every message decoded by the contract's decoder as ingest
+/// decodes them: in runs of 2048, on every core, while the next run is read. Nothing is
+/// deduplicated or stored. It is the least any ingest that checks every event does,
+/// so no ingest of this broker can be faster than this stage.
+fn consume_and_decode(
+    brokers: &str,
+    topic: &str,
+    properties: &[String],
+    expected: u64,
+) -> anyhow::Result<Decoded> {
+    use rayon::prelude::*;
+    const RUN: usize = 2048;
+    /// Messages copied back to back, as ingest copies them out of librdkafka.
+    #[derive(Default)]
+    struct Run {
+        data: Vec<u8>,
+        ends: Vec<usize>,
+    }
+    // Three runs decoding while the next fills, as in ingest.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Run>(3);
+    let decoder = std::thread::spawn(move || {
+        let (mut events, mut rejected) = (0u64, 0u64);
+        let mut finished = Instant::now();
+        for run in rx {
+            let starts = std::iter::once(0).chain(run.ends.iter().copied());
+            let spans: Vec<(usize, usize)> = starts.zip(run.ends.iter().copied()).collect();
+            let ok = spans
+                .par_iter()
+                .with_min_len(128)
+                .filter(|(start, end)| wenming_schemas::decode(&run.data[*start..*end]).is_ok())
+                .count() as u64;
+            events += ok;
+            rejected += spans.len() as u64 - ok;
+            finished = Instant::now();
+        }
+        (events, rejected, finished)
+    });
+    let mut run = Run::default();
+    let mut sent = Ok(());
+    let mut read = 0u64;
+    // Fetching as ingest fetches: with librdkafka's defaults, a consumer slower than
+    // the broker fills its prefetch queue and then stops fetching for a second
+    // (`fetch.queue.backoff.ms`), which idled this stage a third of the time.
+    let settings = wenming_ingest::consumer::fetch_settings;
+    let consumed = consume_all(
+        brokers,
+        topic,
+        ".decode",
+        settings,
+        properties,
+        expected,
+        |payload| {
+            run.data.extend_from_slice(payload);
+            run.ends.push(run.data.len());
+            read += 1;
+            // The last run goes at the last message, not after the ends of partitions.
+            if (run.ends.len() == RUN || read == expected) && sent.is_ok() {
+                sent = tx.send(std::mem::take(&mut run));
+            }
+        },
+    );
+    if !run.ends.is_empty() && sent.is_ok() {
+        sent = tx.send(run);
+    }
+    drop(tx);
+    let (events, rejected, finished) = decoder
+        .join()
+        .map_err(|_| anyhow::anyhow!("the decoding thread panicked"))?;
+    let consumed = consumed?;
+    sent.context("the decoding thread stopped early")?;
+    if consumed.messages != expected {
+        bail!(
+            "the consumer + decode stage read {} messages, not {expected}",
+            consumed.messages
+        );
+    }
+    if events + rejected != expected {
+        bail!(
+            "the consumer + decode stage decoded {events} events and rejected {rejected} of {expected} messages"
+        );
+    }
+    // Decoding ends after the last message was read; the end-of-partition wait that
+    // follows it is not counted, as for the bare consumer.
+    let secs = finished
+        .duration_since(consumed.started)
+        .as_secs_f64()
+        .max(consumed.to_last);
+    Ok(Decoded {
+        events,
+        rejected,
+        secs,
+    })
 }
 
 /// librdkafka reports partition EOF as a "global error" too; here it is expected.
