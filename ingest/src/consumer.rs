@@ -990,8 +990,9 @@ pub struct IngestSummary {
 pub fn fetch_settings(config: &mut ClientConfig) {
     config
         // Bounded memory whatever the backlog: librdkafka prefetches at most this
-        // much (it costs about twice that in RSS; 32 MiB read no faster than 8 here);
-        // the buffer is bounded by the flush policy.
+        // much, and it costs about twice that in RSS (32 MiB reads about a sixth
+        // faster from the slow durable broker, but took a city backlog to 523 MiB:
+        // docs/benchmarks.md, session 22); the buffer is bounded by the flush policy.
         .set("queued.max.messages.kbytes", "8192")
         // ... and fetches again as soon as that queue drains below the bound, rather
         // than after the default second: a flush that pauses reading fills the queue,
