@@ -911,6 +911,67 @@ fn demo_shows_real_numbers() {
     assert!(status.success(), "demo after SIGTERM: {status}");
 }
 
+/// Ctrl-C in a terminal signals the whole process group: the demo and the generator it
+/// runs. The demo stops cleanly (exit 0) and says the streaming stopped; it does not
+/// call the generator's end by the signal a failure.
+#[test]
+fn ctrl_c_stops_the_demo_and_its_generator_cleanly() {
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wenming"))
+        .args([
+            "demo",
+            "--scale",
+            "district",
+            "--listen",
+            "127.0.0.1:0",
+            "--broker",
+            "127.0.0.1:0",
+            "--data",
+        ])
+        .arg(dir.path().join("data"))
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let errors = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut text);
+        text
+    });
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    loop {
+        let line = lines.next().expect("demo exited").unwrap();
+        if line.starts_with("demo: streaming") {
+            break;
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    // A district takes the generator far longer than this: it is mid-stream.
+    std::thread::sleep(Duration::from_secs(3));
+    // SAFETY: kill(2) on the process group of our own child, as a terminal's Ctrl-C.
+    unsafe { libc::kill(-(child.id() as i32), libc::SIGINT) };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("demo did not exit within 60 s of Ctrl-C");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let errors = errors.join().unwrap();
+    assert!(status.success(), "demo after Ctrl-C: {status}\n{errors}");
+    assert!(errors.contains("demo: streaming stopped"), "{errors}");
+    assert!(!errors.contains("failed"), "{errors}");
+}
+
 /// The OpenAPI document against the running server, checked by schemathesis (PyPI), a
 /// tool that shares nothing with us: every documented operation is called with examples,
 /// boundary values and fuzzed inputs, and every answer must match the document (status
