@@ -116,7 +116,7 @@ fn main() -> ExitCode {
     // Before clap reads the environment, and before any thread exists.
     let args: Vec<String> = std::env::args().collect();
     if let Err(e) = config::load(&args) {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", report(&e));
         return ExitCode::from(2);
     }
     let cli = Cli::parse();
@@ -145,8 +145,57 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", report(&e));
             ExitCode::from(2)
         }
+    }
+}
+
+/// An error and its causes, each said once. Most of our errors quote their cause in
+/// their own message (`cannot reach the brokers at B: {source}`), and so do some of the
+/// libraries' (rdkafka's); anyhow's `{:#}` then printed the same cause up to three times
+/// over. A cause whose text is already in the message is left out.
+fn report(error: &anyhow::Error) -> String {
+    let mut out = error.to_string();
+    for cause in error.chain().skip(1) {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::report;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot reach the brokers at {at}: {source}")]
+    struct Quoting {
+        at: &'static str,
+        #[source]
+        source: std::io::Error,
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot start")]
+    struct Silent(#[source] std::io::Error);
+
+    #[test]
+    fn each_cause_is_said_once() {
+        let refused = || std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let quoting = anyhow::Error::new(Quoting {
+            at: "127.0.0.1:1",
+            source: refused(),
+        });
+        assert_eq!(
+            report(&quoting),
+            "cannot reach the brokers at 127.0.0.1:1: refused"
+        );
+        // A cause the message does not quote is still said, and context comes first.
+        let silent = anyhow::Error::new(Silent(refused())).context("ingest failed");
+        assert_eq!(report(&silent), "ingest failed: cannot start: refused");
     }
 }

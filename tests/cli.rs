@@ -428,6 +428,52 @@ fn usage_and_io_errors_exit_2_with_a_clear_message() {
     }
 }
 
+/// A broker that is not there: `produce` and `ingest` exit 2 naming the address, say
+/// the cause once (it was said three times over), and point to `wenming broker`.
+#[test]
+fn an_unreachable_broker_is_named_with_its_cause_once_and_a_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("one.ndjson");
+    std::fs::write(&file, "{}\n").unwrap();
+    let lake = dir.path().join("lake");
+    let runs: [Vec<&str>; 2] = [
+        vec![
+            "produce",
+            "--brokers",
+            "127.0.0.1:1",
+            "--topic",
+            "t",
+            file.to_str().unwrap(),
+        ],
+        vec![
+            "ingest",
+            "--brokers",
+            "127.0.0.1:1",
+            "--topic",
+            "t",
+            "--group",
+            "g",
+            "--exit-at-end",
+            "--lake",
+            lake.to_str().unwrap(),
+        ],
+    ];
+    for args in runs {
+        let out = wenming(&args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("cannot reach the brokers at 127.0.0.1:1: "),
+            "{stderr}"
+        );
+        assert_eq!(stderr.matches("transport failure").count(), 1, "{stderr}");
+        assert!(
+            stderr.contains("`wenming broker` starts a development one"),
+            "{stderr}"
+        );
+    }
+}
+
 #[test]
 fn help_explains_every_subcommand() {
     let out = wenming(&["--help"]);

@@ -9,7 +9,10 @@ use rdkafka::types::RDKafkaErrorCode;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TopicError {
-    #[error("cannot reach the brokers at {brokers}: {source}")]
+    #[error(
+        "cannot reach the brokers at {brokers}: {source} (is a broker running there? \
+         `wenming broker` starts a development one)"
+    )]
     Connect {
         brokers: String,
         #[source]
