@@ -8,7 +8,7 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -846,25 +846,39 @@ fn events_gateway_publishes_within_scope_and_ingest_stores_them() {
     }
 }
 
+/// `wenming demo` at `scale` on free ports, data in `dir`, standard output piped.
+fn demo_command(dir: &Path, scale: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wenming"));
+    cmd.args(["demo", "--scale", scale, "--listen", "127.0.0.1:0"])
+        .args(["--broker", "127.0.0.1:0", "--data"])
+        .arg(dir.join("data"))
+        .current_dir(dir)
+        .stdout(Stdio::piped());
+    cmd
+}
+
+/// Waits up to 60 s for `child` to exit after `signal` (named in the panic).
+fn exit_after(child: &mut std::process::Child, signal: &str) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("demo did not exit within 60 s of {signal}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// The README's first command: `wenming demo` brings up the broker, ingest and the API,
 /// streams a generated network in, and the printed URL shows real numbers.
 #[test]
 fn demo_shows_real_numbers() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wenming"))
-        .args([
-            "demo",
-            "--scale",
-            "tiny",
-            "--listen",
-            "127.0.0.1:0",
-            "--broker",
-            "127.0.0.1:0",
-            "--data",
-        ])
-        .arg(dir.path().join("data"))
-        .current_dir(dir.path())
-        .stdout(Stdio::piped())
+    let mut child = demo_command(dir.path(), "tiny")
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
@@ -896,18 +910,7 @@ fn demo_shows_real_numbers() {
     // signal itself, and ingest's consumer then waited on it for good.)
     // SAFETY: kill(2) on our own child's pid.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("demo did not exit within 60 s of SIGTERM");
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let status = exit_after(&mut child, "SIGTERM");
     assert!(status.success(), "demo after SIGTERM: {status}");
 }
 
@@ -918,20 +921,7 @@ fn demo_shows_real_numbers() {
 fn ctrl_c_stops_the_demo_and_its_generator_cleanly() {
     use std::os::unix::process::CommandExt;
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wenming"))
-        .args([
-            "demo",
-            "--scale",
-            "district",
-            "--listen",
-            "127.0.0.1:0",
-            "--broker",
-            "127.0.0.1:0",
-            "--data",
-        ])
-        .arg(dir.path().join("data"))
-        .current_dir(dir.path())
-        .stdout(Stdio::piped())
+    let mut child = demo_command(dir.path(), "district")
         .stderr(Stdio::piped())
         .process_group(0)
         .spawn()
@@ -954,18 +944,7 @@ fn ctrl_c_stops_the_demo_and_its_generator_cleanly() {
     std::thread::sleep(Duration::from_secs(3));
     // SAFETY: kill(2) on the process group of our own child, as a terminal's Ctrl-C.
     unsafe { libc::kill(-(child.id() as i32), libc::SIGINT) };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("demo did not exit within 60 s of Ctrl-C");
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let status = exit_after(&mut child, "Ctrl-C");
     let errors = errors.join().unwrap();
     assert!(status.success(), "demo after Ctrl-C: {status}\n{errors}");
     assert!(errors.contains("demo: streaming stopped"), "{errors}");
