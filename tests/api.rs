@@ -691,6 +691,21 @@ fn exports_write_files_a_manifest_and_rerun_idempotently() {
         "2024-03",
     ]);
     assert!(ok(&out_cli).contains("monthly_2024-03.csv"));
+    // A name the settings do not have: the command names those they do.
+    let out_cli = wenming(&[
+        "--config",
+        s.dir.join("wenming.toml").to_str().unwrap(),
+        "export",
+        "monthy",
+        "--period",
+        "2024-03",
+    ]);
+    assert_eq!(out_cli.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out_cli.stderr);
+    assert!(
+        stderr.contains(r#"no export named "monthy"; the settings configure: monthly"#),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -116,6 +116,18 @@ pub fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
         let tz = wenming_analytics::calendar::parse_tz(&config.analytics.tz)
             .map_err(anyhow::Error::msg)?;
         let exports = wenming_api::exports::Exports::new(&config.exports, tz, analytics)?;
+        // The operator holds the settings file: name what it configures. (The HTTP
+        // API does not: a caller sees only the exports within their scope.)
+        let export = exports.get(&args.name).map_err(|e| {
+            let names: Vec<&str> = exports.exports.iter().map(|x| x.name.as_str()).collect();
+            if names.is_empty() {
+                anyhow::anyhow!(
+                    "{e}: the settings configure no [[exports]] (README, \"Configuration\")"
+                )
+            } else {
+                anyhow::anyhow!("{e}; the settings configure: {}", names.join(", "))
+            }
+        })?;
         let manifest = exports.run(&args.name, &args.period, &Scope::City).await?;
         for f in &manifest.files {
             println!(
@@ -123,11 +135,7 @@ pub fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
                 f.name, f.rows, f.bytes, f.sha256
             );
         }
-        let dir = exports
-            .get(&args.name)?
-            .output
-            .join(&args.name)
-            .join(&args.period);
+        let dir = export.output.join(&args.name).join(&args.period);
         println!("manifest: {}", dir.join("manifest.json").display());
         anyhow::Ok(())
     })?;
