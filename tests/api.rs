@@ -682,24 +682,14 @@ fn exports_write_files_a_manifest_and_rerun_idempotently() {
         400
     );
     // By hand from the command line, the same files.
-    let out_cli = wenming(&[
-        "--config",
-        s.dir.join("wenming.toml").to_str().unwrap(),
-        "export",
-        "monthly",
-        "--period",
-        "2024-03",
-    ]);
-    assert!(ok(&out_cli).contains("monthly_2024-03.csv"));
+    let config = s.dir.join("wenming.toml");
+    let export_cli = |name: &str| {
+        let config = config.to_str().unwrap();
+        wenming(&["--config", config, "export", name, "--period", "2024-03"])
+    };
+    assert!(ok(&export_cli("monthly")).contains("monthly_2024-03.csv"));
     // A name the settings do not have: the command names those they do.
-    let out_cli = wenming(&[
-        "--config",
-        s.dir.join("wenming.toml").to_str().unwrap(),
-        "export",
-        "monthy",
-        "--period",
-        "2024-03",
-    ]);
+    let out_cli = export_cli("monthy");
     assert_eq!(out_cli.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out_cli.stderr);
     assert!(
