@@ -23,6 +23,7 @@ use wenming_schemas::lake::table_schema;
 
 use crate::materialized::Materialized;
 use crate::views;
+use crate::wall::{ScopeUnits, ScopedTable};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LakehouseError {
@@ -229,8 +230,13 @@ impl Snapshot {
     /// A fresh session over this snapshot's tables. Each query gets its own, so that
     /// what a query registers (its periods, its scope) is seen by no other query.
     pub fn context(&self) -> SessionContext {
+        self.context_on(self.runtime.clone())
+    }
+
+    /// `context` on a runtime of the caller's (one with a memory pool of its own).
+    pub fn context_on(&self, runtime: Arc<RuntimeEnv>) -> SessionContext {
         let config = SessionConfig::new().with_information_schema(false);
-        let ctx = SessionContext::new_with_config_rt(config, self.runtime.clone());
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
         for (name, provider) in &self.tables {
             ctx.register_table(*name, provider.clone())
                 .expect("a fresh context takes every name once");
@@ -238,59 +244,46 @@ impl Snapshot {
         ctx
     }
 
-    /// A session for analysts: the published tables restricted to the units `units`
-    /// (`None`: all), with a memory pool of `memory_bytes`. The raw tables are views
-    /// filtered by unit, and the current-state views are planned over those, so every
-    /// name the session knows is already inside the scope: there is nothing to reach
-    /// around.
-    pub async fn scoped_context(
+    /// A runtime for one caller's queries: the lake's object stores, a memory pool of
+    /// `memory_bytes` of its own.
+    pub fn runtime_with_memory(
         &self,
-        units: Option<&[String]>,
         memory_bytes: usize,
-    ) -> Result<SessionContext, LakehouseError> {
-        let view_err = |view: &'static str| move |source| LakehouseError::View { view, source };
-        let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+    ) -> Result<Arc<RuntimeEnv>, LakehouseError> {
+        RuntimeEnvBuilder::new()
             .with_object_store_registry(self.runtime.object_store_registry.clone())
             .with_memory_limit(memory_bytes, 1.0)
             .build_arc()
-            .map_err(view_err("session"))?;
-        let config = SessionConfig::new().with_information_schema(false);
-        let ctx = SessionContext::new_with_config_rt(config, runtime);
-        let Some(units) = units else {
+            .map_err(|source| LakehouseError::View {
+                view: "session",
+                source,
+            })
+    }
+
+    /// Publish this snapshot's tables into an analyst's session `ctx`, seen through the
+    /// scope wall when `scope` is given (`None`: the whole city). Each raw table is a
+    /// `ScopedTable`, which filters its own scan, and the current-state views are planned
+    /// over those, so every name the session knows is already inside the scope and no
+    /// expression of the analyst's query meets a row outside it (see `wall`).
+    pub async fn publish_into(
+        &self,
+        ctx: &SessionContext,
+        scope: Option<Arc<ScopeUnits>>,
+    ) -> Result<(), LakehouseError> {
+        let view_err = |view: &'static str| move |source| LakehouseError::View { view, source };
+        let Some(units) = scope else {
             for (name, provider) in &self.tables {
                 ctx.register_table(*name, provider.clone())
                     .map_err(view_err("session"))?;
             }
-            return Ok(ctx);
+            return Ok(());
         };
-        // Plan the filters in a private session that knows the unfiltered tables; the
-        // analyst's session only ever receives the filtered plans.
-        let private = self.context();
-        let schema = Arc::new(arrow::datatypes::Schema::new(vec![
-            arrow::datatypes::Field::new("unit_id", arrow::datatypes::DataType::Utf8, false),
-        ]));
-        let batch = arrow::array::RecordBatch::try_new(
-            schema.clone(),
-            vec![Arc::new(arrow::array::StringArray::from(units.to_vec()))],
-        )
-        .map_err(|e| view_err("scope")(e.into()))?;
-        private
-            .register_table(
-                "wm_scope_units",
-                Arc::new(MemTable::try_new(schema, vec![vec![batch]]).map_err(view_err("scope"))?),
-            )
-            .map_err(view_err("scope"))?;
         for family in Family::ALL {
             let name = family.table_name();
-            let sql = format!(
-                "SELECT * FROM {name} WHERE unit_id IN (SELECT unit_id FROM wm_scope_units)"
-            );
-            let plan = private
-                .sql(&sql)
-                .await
-                .map_err(view_err(name))?
-                .into_unoptimized_plan();
-            ctx.register_table(name, Arc::new(ViewTable::new(plan, None)))
+            let raw = self.tables.get(name).expect("every raw table is published");
+            let scoped =
+                ScopedTable::new(name, raw.clone(), units.clone()).map_err(view_err(name))?;
+            ctx.register_table(name, Arc::new(scoped))
                 .map_err(view_err(name))?;
         }
         for view in views::VIEWS {
@@ -305,7 +298,7 @@ impl Snapshot {
             )
             .map_err(view_err(view.name))?;
         }
-        Ok(ctx)
+        Ok(())
     }
 
     /// A current-state view of this snapshot.
