@@ -9,6 +9,12 @@ pub enum AnalyticsError {
     Refused(String),
     #[error("query cancelled: {0}")]
     Cancelled(String),
+    /// A limit of the caller's question was reached (memory, values built, cells).
+    #[error("{0}")]
+    Limit(String),
+    /// Not found in the caller's scope: said alike whether it exists elsewhere or not.
+    #[error("{0}")]
+    NotFound(String),
     #[error(transparent)]
     Lake(#[from] crate::lakehouse::LakehouseError),
     #[error("query failed: {0}")]

@@ -1,33 +1,50 @@
 //! Analysts' SQL: read-only, over the published tables only, within limits.
 //!
-//! Three walls, each enough on its own for the attacks it names:
-//! 1. The statement is parsed first and must be one `SELECT`/`WITH` query (or an
-//!    `EXPLAIN` of one): DDL, DML, `COPY`, `CREATE EXTERNAL TABLE`, `SET` are refused
-//!    before planning, by name.
-//! 2. It is planned in a session that holds nothing but the published tables (already
-//!    restricted to the caller's scope, see `Snapshot::scoped_context`), with
-//!    `information_schema` off, no URL tables and no file-reading table functions:
-//!    a name outside the catalog is simply not found.
-//! 3. It runs with a memory pool of its own, a row cap and a timeout; dropping the
-//!    future (a client hanging up) cancels it.
+//! Four walls, each enough on its own for the attacks it names:
+//! 1. `check`: the statement is parsed first, on a thread of its own, and must be one
+//!    `SELECT`/`WITH` query (or an `EXPLAIN` of one) of bounded size and depth: DDL,
+//!    DML, `COPY`, `CREATE EXTERNAL TABLE`, `SET` are refused before planning, by name,
+//!    and a chain of 30,000 `OR`s is refused before it can overflow a stack.
+//! 2. It is planned in a session (`session`) that holds nothing but the published tables,
+//!    seen through the scope wall (`crate::wall`: rows outside the caller's scope are gone
+//!    before any of the query's expressions runs), with `information_schema` off, no
+//!    recursive CTEs, no URL tables and no file-reading table functions: a name outside
+//!    the catalog is simply not found.
+//! 3. `bounded`: functions that build values (`repeat`, `lpad`, `concat`, `||` …) draw on
+//!    a budget per query and are refused before they would overdraw it.
+//! 4. It runs with a memory pool of its own, a row cap, a byte cap and a timeout; dropping
+//!    the future (a client hanging up) cancels it.
 
+pub mod bounded;
+pub mod check;
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use datafusion::execution::context::SQLOptions;
-use datafusion::prelude::SessionContext;
-use datafusion::sql::parser::{DFParser, Statement as DfStatement};
-use datafusion::sql::sqlparser::ast::Statement;
+use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::prelude::{SessionConfig, SessionContext};
 use futures::StreamExt;
 
+pub use check::check as check_read_only;
+
 use crate::error::AnalyticsError;
+
+/// The stack of a thread that plans and runs queries: expressions as deep as
+/// `check::MAX_DEPTH` recurse in the planner and the executor, and a debug build's frames
+/// are large.
+pub const QUERY_STACK_BYTES: usize = 32 << 20;
 
 /// Limits of one analyst query.
 #[derive(Debug, Clone)]
 pub struct SqlLimits {
     pub timeout: Duration,
     pub max_rows: usize,
+    /// The most bytes of Arrow data a result may hold (it is cut off there, as at
+    /// `max_rows`).
+    pub max_bytes: usize,
     pub memory_bytes: usize,
 }
 
@@ -36,17 +53,43 @@ impl Default for SqlLimits {
         SqlLimits {
             timeout: Duration::from_secs(30),
             max_rows: 100_000,
+            max_bytes: 64 << 20,
             memory_bytes: 512 << 20,
         }
     }
 }
 
-/// A query's result: the rows up to the cap, and whether more were cut off.
+impl SqlLimits {
+    /// What the query's functions may build in all: four times its memory pool, so that
+    /// `lpad` or `concat` over a few million rows pass (one call may build no more than
+    /// the pool: a 1.5 GB `repeat` does not).
+    pub fn value_budget(&self) -> u64 {
+        (self.memory_bytes as u64).saturating_mul(4)
+    }
+}
+
+/// Why a result holds fewer rows than the query gave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Truncated {
+    Rows(usize),
+    Bytes(usize),
+}
+
+impl std::fmt::Display for Truncated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Truncated::Rows(n) => write!(f, "rows capped at {n}"),
+            Truncated::Bytes(n) => write!(f, "result capped at {n} bytes"),
+        }
+    }
+}
+
+/// A query's result: the rows up to the caps, and whether (and why) more were cut off.
 #[derive(Debug)]
 pub struct SqlResult {
     pub schema: SchemaRef,
     pub batches: Vec<RecordBatch>,
-    pub truncated: bool,
+    pub truncated: Option<Truncated>,
 }
 
 impl SqlResult {
@@ -55,83 +98,76 @@ impl SqlResult {
     }
 }
 
-/// Refuse anything but one read-only query.
-pub fn check_read_only(sql: &str) -> Result<(), AnalyticsError> {
-    let statements = DFParser::parse_sql(sql)
-        .map_err(|e| AnalyticsError::BadRequest(format!("cannot parse the SQL: {e}")))?;
-    if statements.len() != 1 {
-        return Err(AnalyticsError::Refused(format!(
-            "send exactly one statement (got {})",
-            statements.len()
-        )));
-    }
-    check_statement(&statements[0])
+/// An analyst's session on `runtime` (which carries the query's memory pool), with the
+/// bounded functions; the caller publishes the tables into it
+/// (`Snapshot::publish_into`).
+pub fn session(
+    runtime: Arc<RuntimeEnv>,
+    limits: &SqlLimits,
+) -> Result<SessionContext, AnalyticsError> {
+    let mut config = SessionConfig::new().with_information_schema(false);
+    // A recursive CTE can run and grow without end; analysts have the unit tree's
+    // district and street codes as columns instead.
+    config.options_mut().execution.enable_recursive_ctes = false;
+    let ctx = SessionContext::new_with_config_rt(config, runtime);
+    bounded::install(
+        &ctx,
+        bounded::Budget::new(limits.memory_bytes as u64, limits.value_budget()),
+    )?;
+    Ok(ctx)
 }
 
-fn check_statement(s: &DfStatement) -> Result<(), AnalyticsError> {
-    let refuse = |what: &str| {
-        Err(AnalyticsError::Refused(format!(
-            "{what} is not allowed: only read-only queries (SELECT, WITH, EXPLAIN) over the published tables"
-        )))
-    };
-    match s {
-        DfStatement::Statement(st) => match st.as_ref() {
-            Statement::Query(_) => Ok(()),
-            Statement::Explain { statement, .. } => match statement.as_ref() {
-                Statement::Query(_) => Ok(()),
-                _ => refuse("EXPLAIN of a statement other than a query"),
-            },
-            Statement::Insert(_) | Statement::Update { .. } | Statement::Delete(_) => {
-                refuse("changing data (INSERT, UPDATE, DELETE)")
-            }
-            Statement::Copy { .. } => refuse("COPY"),
-            Statement::Set(_) => refuse("SET"),
-            other => {
-                let text = other.to_string();
-                let word = text
-                    .split_whitespace()
-                    .take(2)
-                    .collect::<Vec<_>>()
-                    .join(" ");
-                refuse(&format!("the statement {word:?}"))
-            }
-        },
-        DfStatement::CreateExternalTable(_) => refuse("CREATE EXTERNAL TABLE"),
-        DfStatement::CopyTo(_) => refuse("COPY"),
-        DfStatement::Explain(e) => check_statement(&e.statement),
-        DfStatement::Reset(_) => refuse("RESET"),
-    }
-}
-
-/// Run one read-only query within `limits`.
+/// Run one read-only query within `limits`, in `ctx` (a `session`).
 pub async fn run(
     ctx: &SessionContext,
     sql: &str,
     limits: &SqlLimits,
 ) -> Result<SqlResult, AnalyticsError> {
-    check_read_only(sql)?;
+    run_checked(ctx, check::check(sql)?, limits).await
+}
+
+/// Run a statement `check` let through, within `limits`, in `ctx` (a `session`).
+pub async fn run_checked(
+    ctx: &SessionContext,
+    statement: datafusion::sql::parser::Statement,
+    limits: &SqlLimits,
+) -> Result<SqlResult, AnalyticsError> {
     let options = SQLOptions::new()
         .with_allow_ddl(false)
         .with_allow_dml(false)
         .with_allow_statements(false);
     let work = async {
-        let df = ctx
-            .sql_with_options(sql, options)
+        let plan = ctx
+            .state()
+            .statement_to_plan(statement)
             .await
             .map_err(plan_error)?;
+        options.verify_plan(&plan).map_err(plan_error)?;
+        let df = ctx.execute_logical_plan(plan).await.map_err(plan_error)?;
         let schema: SchemaRef = df.schema().as_arrow().clone().into();
         let mut stream = df.execute_stream().await?;
         let mut batches = Vec::new();
-        let mut rows = 0usize;
-        let mut truncated = false;
+        let (mut rows, mut bytes) = (0usize, 0usize);
+        let mut truncated = None;
         while let Some(batch) = stream.next().await {
             let batch = batch?;
+            let size = batch.get_array_memory_size();
+            if bytes + size > limits.max_bytes {
+                // Keep the share of this batch that fits (rows of a batch are alike
+                // enough for an average), and stop.
+                let per_row = size.div_ceil(batch.num_rows().max(1)).max(1);
+                let fit = (limits.max_bytes - bytes) / per_row;
+                batches.push(batch.slice(0, fit.min(batch.num_rows())));
+                truncated = Some(Truncated::Bytes(limits.max_bytes));
+                break;
+            }
             if rows + batch.num_rows() > limits.max_rows {
                 batches.push(batch.slice(0, limits.max_rows - rows));
-                truncated = true;
+                truncated = Some(Truncated::Rows(limits.max_rows));
                 break;
             }
             rows += batch.num_rows();
+            bytes += size;
             batches.push(batch);
         }
         Ok::<_, AnalyticsError>(SqlResult {
@@ -141,12 +177,39 @@ pub async fn run(
         })
     };
     match tokio::time::timeout(limits.timeout, work).await {
-        Ok(result) => result.map_err(memory_error),
+        Ok(result) => result.map_err(limit_error),
         Err(_) => Err(AnalyticsError::Cancelled(format!(
             "the query ran longer than its {} s limit and was stopped",
             limits.timeout.as_secs_f64()
         ))),
     }
+}
+
+/// An error of the query's own expressions (a division by zero, an overflow, a bad
+/// cast) wherever it sits in the chain: a filter pushed into the Parquet reader reports it
+/// wrapped in the reader's error.
+fn arrow_error_of_the_query(
+    e: &datafusion::error::DataFusionError,
+) -> Option<&arrow::error::ArrowError> {
+    use arrow::error::ArrowError as A;
+    let mut at: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = at {
+        if let Some(a) = err.downcast_ref::<A>()
+            && matches!(
+                a,
+                A::DivideByZero
+                    | A::ArithmeticOverflow(_)
+                    | A::CastError(_)
+                    | A::ComputeError(_)
+                    | A::InvalidArgumentError(_)
+                    | A::ParseError(_)
+            )
+        {
+            return Some(a);
+        }
+        at = err.source();
+    }
+    None
 }
 
 /// Planning errors are the caller's: a table or column not found, a type mismatch.
@@ -160,50 +223,30 @@ fn plan_error(e: datafusion::error::DataFusionError) -> AnalyticsError {
     }
 }
 
-fn memory_error(e: AnalyticsError) -> AnalyticsError {
-    match e {
-        AnalyticsError::Query(q)
-            if matches!(
-                q.find_root(),
-                datafusion::error::DataFusionError::ResourcesExhausted(_)
-            ) =>
-        {
-            AnalyticsError::Cancelled(format!(
-                "the query needed more memory than its limit: {}",
-                q.find_root()
-            ))
-        }
-        other => other,
+/// What went wrong while the query ran, said to the analyst when it is the query's own
+/// doing: a limit reached, or its expressions failing on its rows (a division by zero, a
+/// bad cast). Failures of the lake (I/O, internal errors) stay ours.
+pub(crate) fn limit_error(e: AnalyticsError) -> AnalyticsError {
+    use datafusion::error::DataFusionError as E;
+    let AnalyticsError::Query(q) = e else {
+        return e;
+    };
+    if let Some(a) = arrow_error_of_the_query(&q) {
+        return AnalyticsError::BadRequest(format!("the query failed: {a}"));
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_queries_pass() {
-        for ok in [
-            "SELECT 1",
-            "WITH a AS (SELECT 1 AS x) SELECT x FROM a",
-            "EXPLAIN SELECT * FROM units",
-        ] {
-            check_read_only(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+    match q.find_root() {
+        E::ResourcesExhausted(m) => AnalyticsError::Limit(format!(
+            "the query needed more memory than its limit: {}",
+            m.trim_start_matches("Resources exhausted: ")
+        )),
+        E::ArrowError(a, _) if !matches!(a.as_ref(), arrow::error::ArrowError::IoError(..)) => {
+            AnalyticsError::BadRequest(format!("the query failed: {a}"))
         }
-        for bad in [
-            "CREATE TABLE t (x INT)",
-            "CREATE EXTERNAL TABLE t STORED AS PARQUET LOCATION '/etc'",
-            "INSERT INTO units VALUES (1)",
-            "DELETE FROM units",
-            "UPDATE units SET level = 'x'",
-            "DROP TABLE units",
-            "COPY units TO '/tmp/x.parquet'",
-            "SET datafusion.execution.batch_size = 1",
-            "CREATE VIEW v AS SELECT 1",
-            "SELECT 1; SELECT 2",
-            "EXPLAIN COPY units TO '/tmp/x'",
-        ] {
-            assert!(check_read_only(bad).is_err(), "{bad} passed");
+        E::Execution(m) => AnalyticsError::BadRequest(format!("the query failed: {m}")),
+        // Refusals of the analyzer and optimizer, which run when the plan is executed.
+        E::Plan(_) | E::SQL(..) | E::SchemaError(..) | E::NotImplemented(_) => {
+            AnalyticsError::BadRequest(format!("{}", q.find_root()))
         }
+        _ => AnalyticsError::Query(q),
     }
 }
