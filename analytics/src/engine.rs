@@ -17,6 +17,7 @@ use crate::quality::{self, QualityReport};
 use crate::reference::Reference;
 use crate::scope::{Level, Scope};
 use crate::sql::{self, SqlLimits, SqlResult};
+use crate::wall::ScopeUnits;
 
 /// Settings of the query layer.
 #[derive(Debug, Clone)]
@@ -31,6 +32,28 @@ pub struct Settings {
     pub late_after_hours: i64,
     /// Answers kept in the cache.
     pub cache_entries: usize,
+    /// The limits of one KPI question (see `KpiLimits`).
+    pub kpi_limits: KpiLimits,
+}
+
+/// What one KPI question may cost, like an analyst's query: answers larger than
+/// `max_cells` rows are refused before anything is computed; a computation holds at most
+/// `memory_bytes` (then spills or fails) and is stopped after `timeout`.
+#[derive(Debug, Clone)]
+pub struct KpiLimits {
+    pub max_cells: usize,
+    pub memory_bytes: usize,
+    pub timeout: Duration,
+}
+
+impl Default for KpiLimits {
+    fn default() -> Self {
+        KpiLimits {
+            max_cells: 200_000,
+            memory_bytes: 4 << 30,
+            timeout: Duration::from_secs(60),
+        }
+    }
 }
 
 impl Default for Settings {
@@ -41,6 +64,7 @@ impl Default for Settings {
             refresh_every: Duration::from_secs(1),
             late_after_hours: 72,
             cache_entries: 4096,
+            kpi_limits: KpiLimits::default(),
         }
     }
 }
@@ -49,6 +73,8 @@ struct Current {
     snapshot: Arc<Snapshot>,
     reference: Option<Arc<Reference>>,
     checked: Instant,
+    /// Why the last look for new versions failed (None: it did not).
+    refresh_error: Option<String>,
 }
 
 pub struct Analytics {
@@ -76,6 +102,7 @@ impl Analytics {
                 snapshot,
                 reference: None,
                 checked: Instant::now(),
+                refresh_error: None,
             }),
             cache: Mutex::new(HashMap::new()),
         })
@@ -98,14 +125,29 @@ impl Analytics {
     /// Load new versions and publish the new snapshot (its reference data is loaded
     /// again on first use).
     async fn refresh_with(&self, house: &mut Lakehouse) -> Result<bool, AnalyticsError> {
-        let changed = house.refresh().await?;
+        let changed = match house.refresh().await {
+            Ok(changed) => changed,
+            Err(e) => {
+                self.current.write().expect("not poisoned").refresh_error = Some(e.to_string());
+                return Err(e.into());
+            }
+        };
         let mut cur = self.current.write().expect("not poisoned");
+        cur.refresh_error = None;
         if changed {
             cur.snapshot = house.snapshot();
             cur.reference = None;
         }
         cur.checked = Instant::now();
         Ok(changed)
+    }
+
+    /// Whether the lake could be read at the last look (no I/O: for readiness probes).
+    pub fn health(&self) -> Result<(), String> {
+        match &self.current.read().expect("not poisoned").refresh_error {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
     }
 
     /// The snapshot to answer from, refreshed if the last look is older than
@@ -138,6 +180,48 @@ impl Analytics {
         Ok(loaded)
     }
 
+    /// The cached answer to a question, if there is one: checked first (a bad question,
+    /// an area outside the scope, an answer over the cell limit are refused here, cheaply),
+    /// so that a caller can keep the cost of computing for the questions that need it.
+    pub async fn cached_kpi(
+        &self,
+        req: &KpiRequest,
+        scope: &Scope,
+    ) -> Result<Option<Arc<KpiResponse>>, AnalyticsError> {
+        req.validate()?;
+        let snapshot = self.snapshot().await?;
+        let key = cache_key(&snapshot, req, scope);
+        if let Some(hit) = self.cache.lock().expect("not poisoned").get(&key) {
+            return Ok(Some(hit.clone()));
+        }
+        let refd = self.reference(&snapshot).await?;
+        self.check_size(&refd, req, scope)?;
+        Ok(None)
+    }
+
+    fn check_size(
+        &self,
+        refd: &Reference,
+        req: &KpiRequest,
+        scope: &Scope,
+    ) -> Result<(), AnalyticsError> {
+        let cells = kpi::answer_size(refd, req, scope, self.settings.tz)?;
+        let limit = self.settings.kpi_limits.max_cells;
+        if cells > limit {
+            return Err(AnalyticsError::Limit(format!(
+                "the answer would have up to {cells} rows (periods × areas{}); the limit is {limit}: \
+                 ask for a coarser granularity (month rather than day), a higher level, a \
+                 smaller area or a shorter range",
+                if req.compare.is_some() {
+                    " × 2 for the comparison"
+                } else {
+                    ""
+                }
+            )));
+        }
+        Ok(())
+    }
+
     /// Answer a KPI question for a caller limited to `scope`.
     pub async fn kpi(
         &self,
@@ -146,13 +230,25 @@ impl Analytics {
     ) -> Result<Arc<KpiResponse>, AnalyticsError> {
         req.validate()?;
         let snapshot = self.snapshot().await?;
-        let key = format!("{}|{req:?}|{scope}", snapshot.version_key());
+        let key = cache_key(&snapshot, req, scope);
         if let Some(hit) = self.cache.lock().expect("not poisoned").get(&key) {
             return Ok(hit.clone());
         }
         let refd = self.reference(&snapshot).await?;
-        let ctx = snapshot.context();
-        let answer = Arc::new(kpi::answer(&ctx, &refd, req, scope, self.settings.tz).await?);
+        self.check_size(&refd, req, scope)?;
+        let limits = &self.settings.kpi_limits;
+        let ctx = snapshot.context_on(snapshot.runtime_with_memory(limits.memory_bytes)?);
+        let work = kpi::answer(&ctx, &refd, req, scope, self.settings.tz);
+        let answer = match tokio::time::timeout(limits.timeout, work).await {
+            Ok(answer) => Arc::new(answer.map_err(crate::sql::limit_error)?),
+            Err(_) => {
+                return Err(AnalyticsError::Cancelled(format!(
+                    "the question took longer than its {} s limit and was stopped: ask for \
+                     a coarser granularity, a higher level or a shorter range",
+                    limits.timeout.as_secs()
+                )));
+            }
+        };
         let mut cache = self.cache.lock().expect("not poisoned");
         if cache.len() >= self.settings.cache_entries {
             cache.clear();
@@ -167,7 +263,8 @@ impl Analytics {
         let refd = self.reference(&snapshot).await?;
         let ctx = snapshot.context();
         let in_scope = self.register_scope_units(&ctx, &refd, scope)?;
-        let counts = crate::runs::ingest_counts(&snapshot);
+        // Run records count the whole city's events: only a city scope sees them.
+        let counts = (*scope == Scope::City).then(|| crate::runs::ingest_counts(&snapshot));
         quality::report(&ctx, &in_scope, self.settings.late_after_hours, counts).await
     }
 
@@ -188,31 +285,37 @@ impl Analytics {
     }
 
     /// Run an analyst's read-only SQL over the published tables, restricted to `scope`
-    /// (see `sql` and `Snapshot::scoped_context`).
+    /// (see `sql` and `wall`).
     pub async fn sql(
         &self,
         query: &str,
         scope: &Scope,
         limits: &SqlLimits,
     ) -> Result<SqlResult, AnalyticsError> {
-        sql::check_read_only(query)?;
+        let statement = sql::check_read_only(query)?;
         let snapshot = self.snapshot().await?;
-        let units: Option<Vec<String>> = if *scope == Scope::City {
-            None
-        } else {
-            let refd = self.reference(&snapshot).await?;
-            Some(
-                refd.units
-                    .iter()
-                    .filter(|u| scope.contains(u))
-                    .map(|u| u.id.clone())
-                    .collect(),
-            )
-        };
-        let ctx = snapshot
-            .scoped_context(units.as_deref(), limits.memory_bytes)
-            .await?;
-        sql::run(&ctx, query, limits).await
+        let units = self.scope_units(&snapshot, scope).await?;
+        let ctx = sql::session(snapshot.runtime_with_memory(limits.memory_bytes)?, limits)?;
+        snapshot.publish_into(&ctx, units).await?;
+        sql::run_checked(&ctx, statement, limits).await
+    }
+
+    /// The units of `scope` for the wall (`None`: the city, no wall needed).
+    async fn scope_units(
+        &self,
+        snapshot: &Arc<Snapshot>,
+        scope: &Scope,
+    ) -> Result<Option<Arc<ScopeUnits>>, AnalyticsError> {
+        if *scope == Scope::City {
+            return Ok(None);
+        }
+        let refd = self.reference(snapshot).await?;
+        let ids = refd
+            .units
+            .iter()
+            .filter(|u| scope.contains(u))
+            .map(|u| u.id.clone());
+        Ok(Some(Arc::new(ScopeUnits::new(scope.to_string(), ids))))
     }
 
     /// The units of `scope` as of `date`'s end (`None`: now), for the unit tree.
@@ -249,6 +352,10 @@ impl Analytics {
     ) -> Result<std::collections::BTreeMap<&'static str, Option<u64>>, AnalyticsError> {
         Ok(self.snapshot().await?.versions.clone())
     }
+}
+
+fn cache_key(snapshot: &Snapshot, req: &KpiRequest, scope: &Scope) -> String {
+    format!("{}|{req:?}|{scope}", snapshot.version_key())
 }
 
 /// A unit of the tree, as of a date.

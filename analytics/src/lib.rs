@@ -18,7 +18,7 @@
 //! - `reference`: units and volunteers in memory, asked "as of" a moment.
 //! - `kpi`: the catalog, the frame of a question, the measures, the answer's rows.
 //! - `quality`: the data-quality report; `runs`: what ingest counted.
-//! - `sql`: analysts' read-only SQL.
+//! - `sql`: analysts' read-only SQL; `wall`: the scope wall their tables are seen through.
 //! - `engine`: `Analytics`, which the CLI and the API share.
 //!
 //! Never imports axum: the API is a thin layer over `Analytics`.
@@ -36,9 +36,10 @@ pub mod runs;
 pub mod scope;
 pub mod sql;
 pub mod views;
+pub mod wall;
 
 pub use calendar::{Compare, Granularity};
-pub use engine::{Analytics, Settings};
+pub use engine::{Analytics, KpiLimits, Settings};
 pub use error::AnalyticsError;
 pub use kpi::{Kpi, KpiInfo, KpiRequest, KpiResponse, Num, Row};
 pub use scope::{Level, Scope};

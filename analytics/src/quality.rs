@@ -25,8 +25,9 @@ pub struct QualityReport {
     /// Events per raw table (in scope).
     pub events: BTreeMap<&'static str, i64>,
     pub checks: Vec<Check>,
-    /// What ingest and import counted, from the lake's commit log.
-    pub ingest: IngestCounts,
+    /// What ingest and import counted, from their run records: for the whole city only
+    /// (a rejected event has no trustworthy unit), so `null` for a narrower scope.
+    pub ingest: Option<IngestCounts>,
     /// Events counted late were ingested more than this many hours after they occurred.
     pub late_after_hours: i64,
 }
@@ -46,7 +47,7 @@ pub async fn report(
     ctx: &SessionContext,
     in_scope: &str,
     late_after_hours: i64,
-    ingest: IngestCounts,
+    ingest: Option<IngestCounts>,
 ) -> Result<QualityReport, AnalyticsError> {
     let mut events = BTreeMap::new();
     for f in Family::ALL {

@@ -15,7 +15,7 @@ mod common;
 use common::fixture::{fixture, stream};
 use common::*;
 use serde_json::json;
-use wenming_analytics::{Compare, Granularity::*, Level, Scope};
+use wenming_analytics::{AnalyticsError, Compare, Granularity::*, Level, Scope};
 
 const F: &str = "2024-01-01";
 const T: &str = "2024-02-29";
@@ -453,10 +453,22 @@ async fn scopes_restrict_inside_the_query() {
         scoped.rows
     );
     assert_eq!(scoped.rows.len(), 2);
-    // An area outside a caller's scope yields nothing of the other district.
+    // An area outside a caller's scope is not found, in the words of an area that does
+    // not exist anywhere.
     let r = in_area(req("service_hours", F, T, Total, Level::City), D3);
-    let crossed = a.kpi(&r, &Scope::District(D5.into())).await.unwrap();
-    assert!(crossed.rows.is_empty(), "{:?}", crossed.rows);
+    let crossed = a.kpi(&r, &Scope::District(D5.into())).await.unwrap_err();
+    let nowhere = a
+        .kpi(
+            &in_area(req("service_hours", F, T, Total, Level::City), "999999"),
+            &Scope::District(D5.into()),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(crossed, AnalyticsError::NotFound(_)), "{crossed}");
+    assert_eq!(
+        crossed.to_string().replace(D3, "?"),
+        nowhere.to_string().replace("999999", "?")
+    );
     // Unknown areas and bad ranges are the caller's errors, with a sentence.
     let bad = a
         .kpi(
@@ -464,7 +476,11 @@ async fn scopes_restrict_inside_the_query() {
             &Scope::City,
         )
         .await;
-    assert!(bad.unwrap_err().to_string().contains("unknown area"));
+    assert!(
+        bad.unwrap_err()
+            .to_string()
+            .contains("no such area in your scope")
+    );
     let bad = a
         .kpi(
             &req("service_hours", T, F, Month, Level::City),

@@ -132,16 +132,7 @@ pub async fn answer(
     tz: Tz,
 ) -> Result<KpiResponse, AnalyticsError> {
     req.validate()?;
-    let mut scopes = vec![scope.clone()];
-    if let Some(area) = &req.area {
-        let area_scope = Scope::from_area(area);
-        if !refd.units.iter().any(|u| area_scope.contains(u)) {
-            return Err(AnalyticsError::BadRequest(format!(
-                "unknown area {area:?}: no registered unit is in it (a district is 6 digits, a street 9, else a unit id)"
-            )));
-        }
-        scopes.push(area_scope);
-    }
+    let scopes = scopes_of(refd, req, scope)?;
     let mut rows = rows_for(ctx, refd, req, req.from, req.to, &scopes, tz).await?;
     if let Some(c) = req.compare {
         let days = (req.to - req.from).num_days() + 1;
@@ -187,6 +178,67 @@ pub async fn answer(
         compare: req.compare,
         rows,
     })
+}
+
+/// The caller's scope, narrowed to the question's `area` when it names one. An area with
+/// no unit inside the caller's scope is "not found", whether it exists outside the scope
+/// or not at all: the answer (status, words, time) must not tell the two apart.
+fn scopes_of(
+    refd: &Reference,
+    req: &KpiRequest,
+    scope: &Scope,
+) -> Result<Vec<Scope>, AnalyticsError> {
+    let mut scopes = vec![scope.clone()];
+    if let Some(area) = &req.area {
+        let area_scope = Scope::from_area(area);
+        if !refd
+            .units
+            .iter()
+            .any(|u| scope.contains(u) && area_scope.contains(u))
+        {
+            return Err(AnalyticsError::NotFound(no_such_area(area)));
+        }
+        scopes.push(area_scope);
+    }
+    Ok(scopes)
+}
+
+/// What a caller is told of an area (or unit id) outside its scope or nowhere at all.
+pub fn no_such_area(area: &str) -> String {
+    format!(
+        "no such area in your scope: {area:?} (a district is 6 digits, a street 9, anything else a unit id; GET /v1/units lists yours)"
+    )
+}
+
+/// The most rows an answer to `req` can have (periods × areas × rows per cell, twice
+/// with a comparison), counted before anything is computed.
+pub fn answer_size(
+    refd: &Reference,
+    req: &KpiRequest,
+    scope: &Scope,
+    tz: Tz,
+) -> Result<usize, AnalyticsError> {
+    req.validate()?;
+    let periods = Periods::new(req.from, req.to, req.granularity, tz)
+        .map_err(AnalyticsError::BadRequest)?
+        .len();
+    let scopes = scopes_of(refd, req, scope)?;
+    let areas: std::collections::HashSet<String> = refd
+        .units
+        .iter()
+        .filter(|u| scopes.iter().all(|s| s.contains(u)))
+        .map(|u| req.level.area_of(u))
+        .collect();
+    let per_cell = match req.kpi.info().shape {
+        Shape::Stars => 5,
+        Shape::Ranking => req.top.unwrap_or(10),
+        _ => 1,
+    };
+    let comparisons = if req.compare.is_some() { 2 } else { 1 };
+    Ok(periods
+        .saturating_mul(areas.len())
+        .saturating_mul(per_cell)
+        .saturating_mul(comparisons))
 }
 
 async fn rows_for(
