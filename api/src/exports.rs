@@ -1,9 +1,12 @@
 //! Scheduled KPI exports: `[[exports]]` name a set of KPIs, a level, a scope and
-//! formats; each run writes `<output>/<name>/<period>/` with one file per format
+//! formats; each run writes `<output>/<name>/<scope>/<period>/` with one file per format
 //! (`<name>_<period>.csv|xlsx|parquet`) and `manifest.json` (files, SHA-256, rows,
-//! table versions, generated_at). Re-running a period rewrites the same files. The
-//! scheduler fires on the cron schedule and, at start, runs once for a fire time missed
-//! while the service was down.
+//! table versions, generated_at). `<scope>` is the scope the run covered (`city`,
+//! `district-330203`, …): a caller whose token is narrower than the export's scope runs
+//! it for their own part, into a folder of its own, and never replaces the files of a
+//! wider scope. Re-running a period rewrites the same files, one run of an export,
+//! scope and period at a time. The scheduler fires on the cron schedule and, at start,
+//! runs once for a fire time missed while the service was down.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -25,9 +28,12 @@ use crate::cron::Schedule;
 pub enum ExportError {
     #[error("export {name:?}: {message}")]
     Config { name: String, message: String },
-    #[error("no export named {0:?}")]
+    /// Said alike of an export that does not exist and of one outside the caller's scope.
+    #[error("no export named {0:?} in your scope")]
     Unknown(String),
-    #[error("bad period {0:?}: use YYYY-MM (month), YYYY-Qn (quarter) or YYYY (year)")]
+    #[error(
+        "bad period {0:?}: use YYYY-MM (month 01-12), YYYY-Qn (quarter 1-4) or YYYY (year), with a year from 1000 to 9999"
+    )]
     Period(String),
     #[error(transparent)]
     Query(#[from] wenming_analytics::AnalyticsError),
@@ -78,6 +84,9 @@ pub struct Manifest {
 pub struct Exports {
     pub exports: Vec<Export>,
     analytics: Arc<Analytics>,
+    /// One run at a time per folder (export, scope, period), so that a manifest always
+    /// describes the files beside it.
+    running: std::sync::Mutex<BTreeMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Exports {
@@ -134,14 +143,30 @@ impl Exports {
                 output: c.output.clone(),
             });
         }
-        Ok(Exports { exports, analytics })
+        Ok(Exports {
+            exports,
+            analytics,
+            running: std::sync::Mutex::new(BTreeMap::new()),
+        })
     }
 
-    pub fn get(&self, name: &str) -> Result<&Export, ExportError> {
+    /// The export `name` as `caller` may see it, with the scope its runs cover for them
+    /// (the narrower of the export's and the caller's). An export outside the caller's
+    /// scope is not found, exactly like one that does not exist.
+    pub fn get(&self, name: &str, caller: &Scope) -> Result<(&Export, Scope), ExportError> {
         self.exports
             .iter()
             .find(|e| e.name == name)
+            .and_then(|e| narrower(&e.scope, caller).map(|s| (e, s)))
             .ok_or_else(|| ExportError::Unknown(name.into()))
+    }
+
+    /// The exports `caller` may see, each with the scope its runs cover for them.
+    pub fn visible(&self, caller: &Scope) -> Vec<(&Export, Scope)> {
+        self.exports
+            .iter()
+            .filter_map(|e| narrower(&e.scope, caller).map(|s| (e, s)))
+            .collect()
     }
 
     /// Run one export for `period` (YYYY-MM, YYYY-Qn or YYYY); `scope` further limits
@@ -152,16 +177,18 @@ impl Exports {
         period: &str,
         caller: &Scope,
     ) -> Result<Manifest, ExportError> {
-        let export = self.get(name)?;
+        let (export, scope) = self.get(name, caller)?;
         let (from, to) = period_range(period)?;
+        let dir = run_dir(export, &scope).join(period);
+        let lock = self
+            .running
+            .lock()
+            .expect("not poisoned")
+            .entry(dir.clone())
+            .or_default()
+            .clone();
+        let _one_at_a_time = lock.lock().await;
         let mut answers: Vec<(Kpi, Arc<KpiResponse>)> = Vec::new();
-        let scope = narrower(&export.scope, caller).ok_or_else(|| ExportError::Config {
-            name: name.into(),
-            message: format!(
-                "its scope ({}) is outside the caller's ({caller})",
-                export.scope
-            ),
-        })?;
         for kpi in &export.kpis {
             let req = KpiRequest {
                 kpi: *kpi,
@@ -176,14 +203,16 @@ impl Exports {
             answers.push((*kpi, self.analytics.kpi(&req, &scope).await?));
         }
         let versions = self.analytics.versions().await?;
-        let dir = export.output.join(&export.name).join(period);
         std::fs::create_dir_all(&dir).map_err(|e| write_err(&dir, e))?;
         let mut files = Vec::new();
         for format in &export.formats {
             let file = format!("{}_{}.{}", export.name, period, format);
             let path = dir.join(&file);
             let (bytes, rows) = match format.as_str() {
-                "csv" => csv(&answers),
+                "csv" => csv(&answers).map_err(|m| ExportError::Write {
+                    path: path.clone(),
+                    message: m,
+                })?,
                 "xlsx" => xlsx(&answers).map_err(|m| ExportError::Write {
                     path: path.clone(),
                     message: m,
@@ -226,14 +255,16 @@ impl Exports {
         Ok(manifest)
     }
 
-    /// The file of a past run, if it exists (names are checked: no path tricks).
+    /// The file of a past run for `caller`'s part of the export, if it exists (names are
+    /// checked: no path tricks).
     pub fn file(
         &self,
         name: &str,
+        caller: &Scope,
         period: &str,
         file: &str,
     ) -> Result<Option<PathBuf>, ExportError> {
-        let export = self.get(name)?;
+        let (export, scope) = self.get(name, caller)?;
         let safe = |s: &str| {
             !s.is_empty()
                 && s.chars()
@@ -243,13 +274,18 @@ impl Exports {
         if !safe(period) || !safe(file) {
             return Ok(None);
         }
-        let path = export.output.join(&export.name).join(period).join(file);
+        let path = run_dir(export, &scope).join(period).join(file);
         Ok(path.is_file().then_some(path))
     }
 
-    /// Periods with a run on disk, per export.
-    pub fn runs(&self, export: &Export) -> Vec<String> {
-        let mut out: Vec<String> = std::fs::read_dir(export.output.join(&export.name))
+    /// The folder of the run of `export`'s part `scope` for `period`.
+    pub fn folder(&self, export: &Export, scope: &Scope, period: &str) -> PathBuf {
+        run_dir(export, scope).join(period)
+    }
+
+    /// Periods with a run on disk, for the export's part `scope`.
+    pub fn runs(&self, export: &Export, scope: &Scope) -> Vec<String> {
+        let mut out: Vec<String> = std::fs::read_dir(run_dir(export, scope))
             .map(|d| {
                 d.flatten()
                     .filter(|e| e.path().join("manifest.json").is_file())
@@ -278,7 +314,7 @@ impl Exports {
                     continue;
                 }
                 let period = scheduled_period(&export.period, fired.date_naive());
-                match self.run(&export.name, &period, &Scope::City).await {
+                match self.run(&export.name, &period, &export.scope).await {
                     Ok(m) => {
                         tracing::info!(export = %export.name, period = %period, files = m.files.len(), "export written");
                         if let Err(e) = std::fs::write(&marker, fired.timestamp().to_string()) {
@@ -317,36 +353,67 @@ fn narrower(a: &Scope, b: &Scope) -> Option<Scope> {
     }
 }
 
-/// `YYYY-MM`, `YYYY-Qn` or `YYYY` → first and last day.
+/// `YYYY-MM`, `YYYY-Qn` or `YYYY` → first and last day. The year has four digits
+/// (1000-9999), the month two (01-12), the quarter one (1-4): anything else is refused,
+/// never a panic (`262142-Q4` would overflow the calendar).
 pub fn period_range(p: &str) -> Result<(NaiveDate, NaiveDate), ExportError> {
     let bad = || ExportError::Period(p.into());
-    let (from, months) = if let Some((y, q)) = p.split_once("-Q") {
-        let y: i32 = y.parse().map_err(|_| bad())?;
-        let q: u32 = q.parse().map_err(|_| bad())?;
-        if !(1..=4).contains(&q) {
+    let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+    let year = |s: &str| -> Result<i32, ExportError> {
+        if !digits(s, 4) || s.starts_with('0') {
             return Err(bad());
         }
-        (
-            NaiveDate::from_ymd_opt(y, (q - 1) * 3 + 1, 1).ok_or_else(bad)?,
-            3,
-        )
-    } else if let Some((y, m)) = p.split_once('-') {
-        let (y, m): (i32, u32) = (y.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
-        if m.to_string().len() > 2 || p.len() != 7 {
-            return Err(bad());
-        }
-        (NaiveDate::from_ymd_opt(y, m, 1).ok_or_else(bad)?, 1)
-    } else {
-        if p.len() != 4 {
-            return Err(bad());
-        }
-        (
-            NaiveDate::from_ymd_opt(p.parse().map_err(|_| bad())?, 1, 1).ok_or_else(bad)?,
-            12,
-        )
+        s.parse().map_err(|_| bad())
     };
-    let to = from + Months::new(months) - chrono::Duration::days(1);
+    let (y, first_month, months) = match p.split_once('-') {
+        None => (year(p)?, 1, 12),
+        Some((y, q)) if q.starts_with('Q') => {
+            let q = &q[1..];
+            if !digits(q, 1) || !("1"..="4").contains(&q) {
+                return Err(bad());
+            }
+            let q: u32 = q.parse().map_err(|_| bad())?;
+            (year(y)?, (q - 1) * 3 + 1, 3)
+        }
+        Some((y, m)) => {
+            if !digits(m, 2) {
+                return Err(bad());
+            }
+            let m: u32 = m.parse().map_err(|_| bad())?;
+            (year(y)?, m, 1)
+        }
+    };
+    let from = NaiveDate::from_ymd_opt(y, first_month, 1).ok_or_else(bad)?;
+    let to = from
+        .checked_add_months(Months::new(months))
+        .and_then(|d| d.pred_opt())
+        .ok_or_else(bad)?;
     Ok((from, to))
+}
+
+/// Where the runs of `export` for the part `scope` are kept.
+fn run_dir(export: &Export, scope: &Scope) -> PathBuf {
+    export.output.join(&export.name).join(scope_folder(scope))
+}
+
+/// A scope as a folder name: `city`, `district-330203`, `street-330203001`, `unit-S1`
+/// (a unit id with other characters than letters, digits, `-` and `_` is hex-encoded).
+fn scope_folder(scope: &Scope) -> String {
+    match scope {
+        Scope::City => "city".into(),
+        Scope::District(d) => format!("district-{d}"),
+        Scope::Street(s) => format!("street-{s}"),
+        Scope::Unit(u) => {
+            if u.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                format!("unit-{u}")
+            } else {
+                let hex: String = u.bytes().map(|b| format!("{b:02x}")).collect();
+                format!("unit-x{hex}")
+            }
+        }
+    }
 }
 
 /// The period a scheduled run on `day` covers.
@@ -376,8 +443,12 @@ fn write_err(path: &Path, e: impl std::fmt::Display) -> ExportError {
     }
 }
 
+/// Written beside `path` under a name of this write's own, then renamed over it: a reader
+/// sees the old file or the new one, and two writers never share a temporary file.
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ExportError> {
-    let tmp = path.with_extension("tmp");
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".{}.tmp", uuid::Uuid::now_v7().simple()));
+    let tmp = PathBuf::from(tmp);
     std::fs::write(&tmp, bytes).map_err(|e| write_err(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| write_err(path, e))
 }
@@ -434,24 +505,29 @@ const COLUMNS_ZH: [&str; 9] = [
     "分母",
 ];
 
-fn csv(answers: &[(Kpi, Arc<KpiResponse>)]) -> (Vec<u8>, usize) {
+/// CSV by the `csv` crate (quotes commas, quotes, CR and LF), with every text cell that
+/// a spreadsheet would take for a formula neutralised as OWASP advises: a leading `=`,
+/// `+`, `-`, `@`, tab or CR gets a `'` before it. Numbers are written as they are.
+fn csv(answers: &[(Kpi, Arc<KpiResponse>)]) -> Result<(Vec<u8>, usize), String> {
     let rows = cells(answers);
-    let mut out = COLUMNS.join(",") + "\n";
+    let mut w = ::csv::Writer::from_writer(Vec::new());
+    w.write_record(COLUMNS).map_err(|e| e.to_string())?;
     for r in &rows {
-        let quoted: Vec<String> = r
-            .iter()
-            .map(|c| {
-                if c.contains([',', '"', '\n']) {
-                    format!("\"{}\"", c.replace('"', "\"\""))
-                } else {
-                    c.clone()
-                }
-            })
-            .collect();
-        out.push_str(&quoted.join(","));
-        out.push('\n');
+        w.write_record(r.iter().map(|c| neutralised(c).into_owned()))
+            .map_err(|e| e.to_string())?;
     }
-    (out.into_bytes(), rows.len())
+    let bytes = w.into_inner().map_err(|e| e.to_string())?;
+    Ok((bytes, rows.len()))
+}
+
+/// A cell as a spreadsheet may open it safely.
+pub fn neutralised(cell: &str) -> std::borrow::Cow<'_, str> {
+    let risky = cell.starts_with(['=', '+', '-', '@', '\t', '\r']);
+    if risky && cell.parse::<f64>().is_err() {
+        format!("'{cell}").into()
+    } else {
+        cell.into()
+    }
 }
 
 /// One sheet per KPI, named by its Chinese title, with Chinese column headers.
@@ -553,6 +629,41 @@ fn parquet(answers: &[(Kpi, Arc<KpiResponse>)]) -> Result<(Vec<u8>, usize), Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever the text, a period is a range of whole months or a clear refusal.
+        #[test]
+        fn any_period_text_is_a_range_or_a_refusal(p in "\\PC{0,12}|[0-9]{1,7}(-(Q[0-9]{1,2}|[0-9]{1,3}))?") {
+            match period_range(&p) {
+                Ok((from, to)) => {
+                    prop_assert_eq!(from.day(), 1);
+                    prop_assert!(to >= from);
+                    prop_assert_eq!(to.succ_opt().map(|d| d.day()), Some(1));
+                }
+                Err(e) => {
+                    let quoted = format!("{:?}", p);
+                    prop_assert!(e.to_string().contains(&quoted));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn text_cells_that_would_be_formulas_are_neutralised() {
+        for (cell, want) in [
+            ("=HYPERLINK(\"x\")", "'=HYPERLINK(\"x\")"),
+            ("+1+1", "'+1+1"),
+            ("-cmd", "'-cmd"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\tx", "'\tx"),
+            ("\rx", "'\rx"),
+            ("-1.5", "-1.5"),
+            ("S330203001001", "S330203001001"),
+        ] {
+            assert_eq!(neutralised(cell), want);
+        }
+    }
 
     #[test]
     fn periods() {
@@ -569,9 +680,31 @@ mod tests {
             period_range("2023").unwrap(),
             (d("2023-01-01"), d("2023-12-31"))
         );
-        for bad in ["2024-13", "2024-Q5", "24", "2024-3", "march"] {
-            assert!(period_range(bad).is_err(), "{bad}");
+        for bad in [
+            "2024-13",
+            "2024-Q5",
+            "24",
+            "2024-3",
+            "march",
+            "262142-Q4",
+            "0000-00",
+            "0000",
+            "2024-00",
+            "2024-Q0",
+            "2024-Q",
+            "+2024",
+            "2024-1a",
+            "２０２４",
+            "9999-Q5",
+            "",
+        ] {
+            let e = period_range(bad).expect_err(bad);
+            assert!(e.to_string().contains("YYYY-MM"), "{bad}: {e}");
         }
+        assert_eq!(
+            period_range("9999-Q4").unwrap(),
+            (d("9999-10-01"), d("9999-12-31"))
+        );
         assert_eq!(
             scheduled_period("previous_month", d("2024-01-01")),
             "2023-12"

@@ -34,7 +34,8 @@ impl From<ExportError> for ApiError {
     }
 }
 
-/// Exports visible to the caller: those whose scope lies within the caller's.
+/// Exports visible to the caller (those whose scope meets the caller's), each with the
+/// scope its runs cover for the caller and the periods run for that scope.
 pub async fn list(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -42,32 +43,19 @@ pub async fn list(
     caller.require(Permission::ReadKpis)?;
     let list: Vec<_> = state
         .exports
-        .exports
-        .iter()
-        .filter(|e| visible(&caller.scope, &e.scope))
-        .map(|e| {
+        .visible(&caller.scope)
+        .into_iter()
+        .map(|(e, scope)| {
             serde_json::json!({
                 "name": e.name, "schedule": e.schedule_text, "tz": e.tz.name(),
                 "kpis": e.kpis.iter().map(|k| k.name()).collect::<Vec<_>>(),
                 "level": e.level, "granularity": e.granularity, "period": e.period,
-                "scope": e.scope.to_string(), "formats": e.formats,
-                "runs": state.exports.runs(e),
+                "scope": scope.to_string(), "formats": e.formats,
+                "runs": state.exports.runs(e, &scope),
             })
         })
         .collect();
     Ok(Json(list).into_response())
-}
-
-fn visible(caller: &wenming_analytics::Scope, export: &wenming_analytics::Scope) -> bool {
-    use wenming_analytics::Scope::*;
-    match (caller, export) {
-        (City, _) => true,
-        (District(d), District(x)) => d == x,
-        (District(d), Street(s)) => s.starts_with(d.as_str()),
-        (Street(s), Street(x)) => s == x,
-        (Unit(u), Unit(x)) => u == x,
-        _ => false,
-    }
 }
 
 #[derive(Deserialize)]
@@ -96,16 +84,9 @@ pub async fn file(
     Path((name, period, file)): Path<(String, String, String)>,
 ) -> Result<Response, ApiError> {
     caller.require(Permission::ReadKpis)?;
-    let export = state.exports.get(&name)?;
-    if !visible(&caller.scope, &export.scope) {
-        return Err(ApiError::forbidden(format!(
-            "the export {name:?} covers {}, outside the token's scope",
-            export.scope
-        )));
-    }
     let path = state
         .exports
-        .file(&name, &period, &file)?
+        .file(&name, &caller.scope, &period, &file)?
         .ok_or_else(|| ApiError::not_found(format!("no file {file:?} for {name} {period}")))?;
     let bytes = tokio::fs::read(&path).await.map_err(|e| {
         ApiError::new(
