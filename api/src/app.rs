@@ -12,27 +12,35 @@ use tokio::net::TcpListener;
 use wenming_analytics::Analytics;
 use wenming_analytics::sql::SqlLimits;
 
-use crate::auth::Tokens;
+use crate::auth::{Attempts, Tokens};
 use crate::routes;
+use crate::slots::Slots;
 
 /// Everything a handler may need, shared.
 pub struct AppState {
     pub analytics: Arc<Analytics>,
     pub tokens: Tokens,
+    /// Failed token checks per client address (rate limit).
+    pub attempts: Attempts,
     /// Accept `?access_token=` besides the Authorization header (demo only).
     pub query_token: bool,
     pub sql_limits: SqlLimits,
-    /// Analyst queries running at once; a request finding none free gets 429.
-    pub sql_slots: tokio::sync::Semaphore,
-    /// Analyst SQL runs here, not on the runtime that serves requests, so that a heavy
-    /// query cannot starve KPI and health requests of threads.
-    pub sql_runtime: tokio::runtime::Handle,
+    /// Analyst queries running at once, in all and per token; a request finding none
+    /// free gets 429.
+    pub sql_slots: Slots,
+    /// KPI questions being computed at once (cached answers need none), in all and per
+    /// token; a question waits a little for one, then gets 429.
+    pub kpi_slots: Slots,
+    /// Analyst SQL and KPI computations run here, not on the runtime that serves
+    /// requests, so that heavy questions cannot starve health checks and cached answers
+    /// of threads.
+    pub query_runtime: tokio::runtime::Handle,
     /// Where `POST /v1/events` publishes (None: the gateway is off).
     pub gateway: Option<crate::gateway::Gateway>,
     /// Ingest counters when ingest runs in this process (for /metrics).
     pub ingest_metrics: Option<Arc<wenming_ingest::metrics::Metrics>>,
-    /// Brokers /readyz checks (None: no Kafka in use).
-    pub brokers: Option<String>,
+    /// Whether in-process ingest still runs (None: not in this process); /readyz reads it.
+    pub ingest_running: Option<Arc<std::sync::atomic::AtomicBool>>,
     pub exports: Arc<crate::exports::Exports>,
     pub requests: AtomicU64,
     pub errors: AtomicU64,
@@ -67,6 +75,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .fallback(routes::not_found)
         .layer(DefaultBodyLimit::max(8 << 20))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            crate::error::panicked,
+        ))
+        .layer(axum::middleware::from_fn(routes::request_id))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             routes::count,
@@ -97,8 +109,57 @@ impl Application {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(self.listener, self.router)
+        // The client's address reaches the token check (its rate limit).
+        let service = self
+            .router
+            .into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(self.listener, service)
             .with_graceful_shutdown(shutdown)
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    async fn boom() -> &'static str {
+        panic!("boom")
+    }
+
+    #[tokio::test]
+    async fn a_panic_in_a_handler_is_a_500_with_the_request_id_and_the_server_goes_on() {
+        let app = Router::new()
+            .route("/boom", get(boom))
+            .route("/fine", get(|| async { "fine" }))
+            .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+                crate::error::panicked,
+            ))
+            .layer(axum::middleware::from_fn(routes::request_id));
+        let resp = app
+            .clone()
+            .oneshot(Request::get("/boom").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 500);
+        let id = resp.headers()["x-request-id"].to_str().unwrap().to_string();
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let problem: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(problem["request_id"], id.as_str());
+        assert!(
+            !problem["detail"].as_str().unwrap().contains("boom"),
+            "{problem}"
+        );
+        let fine = app
+            .oneshot(Request::get("/fine").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(fine.status(), 200);
     }
 }

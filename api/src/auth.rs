@@ -33,6 +33,8 @@ pub enum Permission {
     Sql,
     PublishEvents,
     RunExports,
+    /// /metrics: counts of the whole city.
+    Metrics,
 }
 
 impl Role {
@@ -74,15 +76,17 @@ pub struct TokenEntry {
     pub scope: Scope,
 }
 
-/// Token hashes → who they are.
+/// Token hashes → who they are. Looked up by comparing the presented token's hash with
+/// every configured hash in constant time, so that the time of a refusal says nothing of
+/// how close a guess came.
 #[derive(Debug, Clone, Default)]
 pub struct Tokens {
-    by_hash: HashMap<[u8; 32], TokenEntry>,
+    entries: Vec<([u8; 32], TokenEntry)>,
 }
 
 impl Tokens {
     pub fn from_config(configs: &[crate::config::TokenConfig]) -> Result<Tokens, String> {
-        let mut by_hash = HashMap::new();
+        let mut entries: Vec<([u8; 32], TokenEntry)> = Vec::new();
         for t in configs {
             let hash = parse_hex32(&t.sha256).ok_or_else(|| {
                 format!(
@@ -100,33 +104,74 @@ impl Tokens {
                 .scope
                 .parse()
                 .map_err(|e| format!("token {:?}: {e}", t.name))?;
-            if by_hash
-                .insert(
-                    hash,
-                    TokenEntry {
-                        name: t.name.clone(),
-                        role,
-                        scope,
-                    },
-                )
-                .is_some()
-            {
+            if entries.iter().any(|(h, _)| *h == hash) {
                 return Err(format!(
                     "token {:?}: the same hash is configured twice",
                     t.name
                 ));
             }
+            entries.push((
+                hash,
+                TokenEntry {
+                    name: t.name.clone(),
+                    role,
+                    scope,
+                },
+            ));
         }
-        Ok(Tokens { by_hash })
+        Ok(Tokens { entries })
     }
 
     pub fn is_empty(&self) -> bool {
-        self.by_hash.is_empty()
+        self.entries.is_empty()
     }
 
     pub fn find(&self, token: &str) -> Option<&TokenEntry> {
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        self.by_hash.get(&digest)
+        // Every entry is compared, all 32 bytes of each, whatever matched before.
+        let mut found = None;
+        for (hash, entry) in &self.entries {
+            let diff = hash
+                .iter()
+                .zip(&digest)
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+            if std::hint::black_box(diff) == 0 {
+                found = Some(entry);
+            }
+        }
+        found
+    }
+}
+
+/// Failed token checks per client address: after `MAX_FAILURES` within `WINDOW`, the
+/// address gets 429 for any token until the window has passed (a valid token too, or
+/// the refusal would tell a right guess from a wrong one).
+#[derive(Debug, Default)]
+pub struct Attempts {
+    by_client: std::sync::Mutex<HashMap<std::net::IpAddr, (std::time::Instant, u32)>>,
+}
+
+impl Attempts {
+    pub const MAX_FAILURES: u32 = 20;
+    pub const WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+
+    fn blocked(&self, client: std::net::IpAddr) -> Option<std::time::Duration> {
+        let map = self.by_client.lock().expect("not poisoned");
+        let (since, n) = map.get(&client)?;
+        let left = Self::WINDOW.checked_sub(since.elapsed())?;
+        (*n >= Self::MAX_FAILURES).then_some(left)
+    }
+
+    fn failed(&self, client: std::net::IpAddr) {
+        let mut map = self.by_client.lock().expect("not poisoned");
+        if map.len() > 100_000 {
+            map.retain(|_, (since, _)| since.elapsed() < Self::WINDOW);
+        }
+        let entry = map.entry(client).or_insert((std::time::Instant::now(), 0));
+        if entry.0.elapsed() >= Self::WINDOW {
+            *entry = (std::time::Instant::now(), 0);
+        }
+        entry.1 += 1;
     }
 }
 
@@ -173,6 +218,7 @@ impl Caller {
                     Permission::Sql => "run SQL (analyst or admin)",
                     Permission::PublishEvents => "publish events (station or admin)",
                     Permission::RunExports => "run exports (admin)",
+                    Permission::Metrics => "read the server's metrics (admin)",
                 }
             )))
         }
@@ -219,10 +265,25 @@ where
             }
         };
         let token = token.as_str();
-        let entry = app
-            .tokens
-            .find(token)
-            .ok_or_else(|| ApiError::unauthorized("unknown token"))?;
+        let client = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip());
+        if let Some(left) = client.and_then(|c| app.attempts.blocked(c)) {
+            return Err(ApiError::new(
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "too many unknown tokens from this address; try again in {} s",
+                    left.as_secs() + 1
+                ),
+            ));
+        }
+        let Some(entry) = app.tokens.find(token) else {
+            if let Some(c) = client {
+                app.attempts.failed(c);
+            }
+            return Err(ApiError::unauthorized("unknown token"));
+        };
         Ok(Caller {
             name: entry.name.clone(),
             role: entry.role,

@@ -28,6 +28,7 @@ pub struct Config {
     pub broker: Broker,
     pub analytics: AnalyticsConfig,
     pub sql: Sql,
+    pub kpi: KpiConfig,
     pub exports_settings: ExportsSettings,
     pub tokens: Vec<TokenConfig>,
     pub exports: Vec<ExportConfig>,
@@ -132,8 +133,12 @@ pub struct Sql {
     pub timeout_secs: u64,
     pub max_rows: usize,
     pub memory_mib: usize,
+    /// The most bytes of Arrow data a result holds; more is cut off, as at `max_rows`.
+    pub max_result_mib: usize,
     /// Analyst queries running at once; more are refused with 429.
     pub max_concurrent: usize,
+    /// Of those, how many one token may run.
+    pub per_token: usize,
 }
 
 impl Default for Sql {
@@ -141,8 +146,39 @@ impl Default for Sql {
         Sql {
             timeout_secs: 30,
             max_rows: 100_000,
+            max_result_mib: 64,
             memory_mib: 512,
             max_concurrent: 4,
+            per_token: 2,
+        }
+    }
+}
+
+/// The limits of KPI questions (cached answers cost nothing and are not counted).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KpiConfig {
+    /// The most rows an answer may have (periods × areas × rows per area); a question
+    /// over it is refused before anything is computed.
+    pub max_cells: usize,
+    pub timeout_secs: u64,
+    pub memory_mib: usize,
+    /// Questions computed at once, in all and per token.
+    pub max_concurrent: usize,
+    pub per_token: usize,
+    /// How long a question waits for a free slot before it gets 429.
+    pub queue_secs: u64,
+}
+
+impl Default for KpiConfig {
+    fn default() -> Self {
+        KpiConfig {
+            max_cells: 200_000,
+            timeout_secs: 60,
+            memory_mib: 4096,
+            max_concurrent: 4,
+            per_token: 2,
+            queue_secs: 10,
         }
     }
 }
@@ -249,6 +285,7 @@ const SECTIONS: &[&str] = &[
     "broker",
     "analytics",
     "sql",
+    "kpi",
     "exports_settings",
 ];
 

@@ -39,8 +39,10 @@ impl From<AnalyticsError> for ApiError {
             AnalyticsError::BadRequest(m) => ApiError::bad_request(m),
             AnalyticsError::Refused(m) => ApiError::new(StatusCode::FORBIDDEN, m),
             AnalyticsError::Cancelled(m) => ApiError::new(StatusCode::REQUEST_TIMEOUT, m),
+            AnalyticsError::Limit(m) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, m),
+            AnalyticsError::NotFound(m) => ApiError::not_found(m),
             other => {
-                tracing::error!(error = %other, "query failed");
+                tracing::error!(error = %other, request_id = %request_id(), "query failed");
                 ApiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "the query failed; the server log has the details",
@@ -68,14 +70,45 @@ impl From<BytesRejection> for ApiError {
     }
 }
 
+tokio::task_local! {
+    /// The id of the request being served (`routes::observe` sets it for the handler's
+    /// whole future): in the `x-request-id` header of every answer, in the body of a 5xx,
+    /// and in the log lines of its failure, so an office can quote it to its IT.
+    pub static REQUEST_ID: String;
+}
+
+/// The current request's id (empty outside a request).
+pub fn request_id() -> String {
+    REQUEST_ID.try_with(|id| id.clone()).unwrap_or_default()
+}
+
+/// A panic anywhere in a handler: logged with the request id, answered 500, and the
+/// server goes on (`tower_http::catch_panic`).
+pub fn panicked(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let what = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("a panic");
+    tracing::error!(request_id = %request_id(), panic = what, "a handler panicked");
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "the server failed on this request; the server log has the details",
+    )
+    .into_response()
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({
+        let mut body = serde_json::json!({
             "type": "about:blank",
             "title": self.status.canonical_reason().unwrap_or("Error"),
             "status": self.status.as_u16(),
             "detail": self.detail,
         });
+        if self.status.is_server_error() {
+            body["request_id"] = request_id().into();
+        }
         let mut resp = (self.status, body.to_string()).into_response();
         resp.headers_mut().insert(
             header::CONTENT_TYPE,

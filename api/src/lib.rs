@@ -14,6 +14,7 @@
 //! - `error`: `ApiError` → RFC 9457 problem details.
 //! - `app`: `AppState`, the router, `Application` (bind, run until shutdown).
 //! - `routes`: one module per resource; `openapi` builds /openapi.json.
+//! - `slots`: caps on computations at once, in all and per token.
 //! - `gateway`: `POST /v1/events` → Kafka.
 //! - `exports`, `cron`: scheduled KPI workbooks.
 
@@ -25,6 +26,7 @@ pub mod error;
 pub mod exports;
 pub mod gateway;
 pub mod routes;
+pub mod slots;
 
 pub use app::{AppState, Application};
 pub use config::Config;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use chrono::NaiveDate;
 use wenming_analytics::encode::{self, Format};
-use wenming_analytics::sql::SqlLimits;
+use wenming_analytics::sql::{SqlLimits, Truncated};
 use wenming_analytics::{
     Analytics, AnalyticsError, Compare, Granularity, Kpi, KpiRequest, Level, Scope, Settings,
 };
@@ -132,7 +132,7 @@ pub fn kpi(args: KpiArgs) -> anyhow::Result<ExitCode> {
         compare: args.compare,
         top: args.top,
     };
-    let runtime = tokio::runtime::Runtime::new()?;
+    let runtime = query_runtime()?;
     let answer = runtime.block_on(async {
         let analytics = args.analytics.open().await?;
         analytics.kpi(&req, &Scope::City).await.map_err(usage)
@@ -164,7 +164,10 @@ fn list(args: &KpiArgs) -> anyhow::Result<ExitCode> {
 /// A caller's mistake reads as one plain sentence.
 fn usage(e: AnalyticsError) -> anyhow::Error {
     match e {
-        AnalyticsError::BadRequest(m) | AnalyticsError::Refused(m) => anyhow::anyhow!(m),
+        AnalyticsError::BadRequest(m)
+        | AnalyticsError::Refused(m)
+        | AnalyticsError::Limit(m)
+        | AnalyticsError::NotFound(m) => anyhow::anyhow!(m),
         other => anyhow::Error::new(other),
     }
 }
@@ -199,11 +202,12 @@ pub struct SqlArgs {
 }
 
 pub fn sql(args: SqlArgs) -> anyhow::Result<ExitCode> {
-    let runtime = tokio::runtime::Runtime::new()?;
+    let runtime = query_runtime()?;
     let limits = SqlLimits {
         timeout: std::time::Duration::from_secs(args.timeout_secs),
         max_rows: args.max_rows,
         memory_bytes: args.memory_mib.max(16) << 20,
+        ..SqlLimits::default()
     };
     let result = runtime.block_on(async {
         let analytics = args.analytics.open().await?;
@@ -214,8 +218,10 @@ pub fn sql(args: SqlArgs) -> anyhow::Result<ExitCode> {
     })?;
     let bytes = encode::batches(args.format, &result.schema, &result.batches)?;
     std::io::stdout().write_all(&bytes)?;
-    if result.truncated {
-        eprintln!("note: stopped at {} rows (--max-rows)", args.max_rows);
+    match result.truncated {
+        Some(Truncated::Rows(n)) => eprintln!("note: stopped at {n} rows (--max-rows)"),
+        Some(Truncated::Bytes(n)) => eprintln!("note: stopped at {n} bytes of result"),
+        None => {}
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -231,7 +237,7 @@ pub struct QualityArgs {
 }
 
 pub fn quality(args: QualityArgs) -> anyhow::Result<ExitCode> {
-    let runtime = tokio::runtime::Runtime::new()?;
+    let runtime = query_runtime()?;
     let report = runtime.block_on(async {
         let analytics = args.analytics.open().await?;
         analytics.quality(&Scope::City).await.map_err(usage)
@@ -259,7 +265,9 @@ pub fn quality(args: QualityArgs) -> anyhow::Result<ExitCode> {
             )?;
         }
     }
-    let i = &report.ingest;
+    let Some(i) = &report.ingest else {
+        return Ok(ExitCode::SUCCESS);
+    };
     writeln!(
         out,
         "counted by ingest and import: {} stored, {} duplicates skipped, {} rejected",
@@ -269,4 +277,13 @@ pub fn quality(args: QualityArgs) -> anyhow::Result<ExitCode> {
         writeln!(out, "  {reason:<28} {n:>10}")?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A runtime whose threads have stacks for the deepest expressions a query may hold
+/// (`wenming_analytics::sql::QUERY_STACK_BYTES`).
+pub fn query_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .thread_stack_size(wenming_analytics::sql::QUERY_STACK_BYTES)
+        .enable_all()
+        .build()
 }

@@ -11,9 +11,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use anyhow::{Context, bail};
 use wenming_analytics::sql::SqlLimits;
-use wenming_analytics::{Analytics, Scope, Settings};
+use wenming_analytics::{Analytics, KpiLimits, Scope, Settings};
 use wenming_api::auth::Tokens;
 use wenming_api::config::{Config, TokenConfig};
+use wenming_api::slots::Slots;
 use wenming_api::{AppState, Application};
 use wenming_ingest::consumer::{self, IngestOptions};
 use wenming_ingest::lake::Lake;
@@ -118,7 +119,7 @@ pub fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
         let exports = wenming_api::exports::Exports::new(&config.exports, tz, analytics)?;
         // The operator holds the settings file: name what it configures. (The HTTP
         // API does not: a caller sees only the exports within their scope.)
-        let export = exports.get(&args.name).map_err(|e| {
+        let (export, scope) = exports.get(&args.name, &Scope::City).map_err(|e| {
             let names: Vec<&str> = exports.exports.iter().map(|x| x.name.as_str()).collect();
             if names.is_empty() {
                 anyhow::anyhow!(
@@ -135,7 +136,7 @@ pub fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
                 f.name, f.rows, f.bytes, f.sha256
             );
         }
-        let dir = export.output.join(&args.name).join(&args.period);
+        let dir = exports.folder(export, &scope, &args.period);
         println!("manifest: {}", dir.join("manifest.json").display());
         anyhow::Ok(())
     })?;
@@ -154,6 +155,11 @@ async fn open_analytics(config: &Config) -> anyhow::Result<Analytics> {
             .map_err(anyhow::Error::msg)?,
         registration_target: config.analytics.registration_target,
         late_after_hours: config.analytics.late_after_hours,
+        kpi_limits: KpiLimits {
+            max_cells: config.kpi.max_cells.max(1),
+            memory_bytes: config.kpi.memory_mib.max(16) << 20,
+            timeout: std::time::Duration::from_secs(config.kpi.timeout_secs.max(1)),
+        },
         ..Settings::default()
     };
     Analytics::open(&config.lake.path, settings)
@@ -195,10 +201,13 @@ fn run(mut config: Config, demo: Option<Demo>) -> anyhow::Result<ExitCode> {
         None
     };
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    // Analyst SQL gets threads of its own (see AppState::sql_runtime).
-    let sql_runtime = tokio::runtime::Builder::new_multi_thread()
+    // Analyst SQL and KPI computations get threads of their own (see
+    // AppState::query_runtime), with stacks for expressions as deep as
+    // `wenming_analytics::sql::check::MAX_DEPTH` (a debug build's frames included).
+    let query_runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
-        .thread_name("wenming-sql")
+        .thread_name("wenming-query")
+        .thread_stack_size(wenming_analytics::sql::QUERY_STACK_BYTES)
         .enable_all()
         .build()?;
     let stop = Arc::new(AtomicBool::new(false));
@@ -223,8 +232,18 @@ fn run(mut config: Config, demo: Option<Demo>) -> anyhow::Result<ExitCode> {
             options.partitions = config.broker.partitions;
             let lake = Lake::new(&config.lake.path);
             let (stop, metrics) = (stop.clone(), ingest_metrics.clone());
+            // Cleared when ingest ends, whatever the reason: /readyz reads it.
+            let running = Arc::new(AtomicBool::new(true));
+            let still = running.clone();
             println!("ingest: {} → {} (group {})", config.ingest.topic, config.lake.path.display(), config.ingest.group);
-            Some(std::thread::Builder::new().name("wenming-ingest".into()).spawn(move || {
+            let thread = std::thread::Builder::new().name("wenming-ingest".into()).spawn(move || {
+                struct Ended(Arc<AtomicBool>);
+                impl Drop for Ended {
+                    fn drop(&mut self) {
+                        self.0.store(false, Ordering::Relaxed);
+                    }
+                }
+                let _ended = Ended(still);
                 // The bounded runtime of `wenming ingest` (one arena, short decay), so
                 // that ingest's memory is the same in-process; the API keeps its own.
                 // Built here: a runtime must not be dropped on an async thread.
@@ -242,7 +261,8 @@ fn run(mut config: Config, demo: Option<Demo>) -> anyhow::Result<ExitCode> {
                 }
                 runtime.shutdown_timeout(std::time::Duration::from_secs(5));
                 result.is_ok()
-            })?)
+            })?;
+            Some((thread, running))
         } else {
             None
         };
@@ -259,17 +279,25 @@ fn run(mut config: Config, demo: Option<Demo>) -> anyhow::Result<ExitCode> {
         let state = Arc::new(AppState {
             analytics: analytics.clone(),
             tokens,
+            attempts: Default::default(),
             query_token: config.server.query_token,
             sql_limits: SqlLimits {
                 timeout: std::time::Duration::from_secs(config.sql.timeout_secs.max(1)),
                 max_rows: config.sql.max_rows.max(1),
+                max_bytes: config.sql.max_result_mib.max(1) << 20,
                 memory_bytes: config.sql.memory_mib.max(16) << 20,
             },
-            sql_slots: tokio::sync::Semaphore::new(config.sql.max_concurrent.max(1)),
-            sql_runtime: sql_runtime.handle().clone(),
+            sql_slots: Slots::new("analyst queries", config.sql.max_concurrent, config.sql.per_token, std::time::Duration::ZERO),
+            kpi_slots: Slots::new(
+                "KPI questions",
+                config.kpi.max_concurrent,
+                config.kpi.per_token,
+                std::time::Duration::from_secs(config.kpi.queue_secs),
+            ),
+            query_runtime: query_runtime.handle().clone(),
             gateway,
             ingest_metrics: config.ingest.enabled.then(|| ingest_metrics.clone()),
-            brokers,
+            ingest_running: ingest_thread.as_ref().map(|(_, running)| running.clone()),
             exports,
             requests: AtomicU64::new(0),
             errors: AtomicU64::new(0),
@@ -328,7 +356,7 @@ fn run(mut config: Config, demo: Option<Demo>) -> anyhow::Result<ExitCode> {
             }
         };
         app.run(shutdown).await?;
-        if let Some(t) = ingest_thread {
+        if let Some((t, _)) = ingest_thread {
             let ok = tokio::task::spawn_blocking(move || t.join().unwrap_or(false)).await.unwrap_or(false);
             if !ok {
                 bail!("ingest ended with an error");
@@ -336,7 +364,7 @@ fn run(mut config: Config, demo: Option<Demo>) -> anyhow::Result<ExitCode> {
         }
         anyhow::Ok(())
     })?;
-    sql_runtime.shutdown_background();
+    query_runtime.shutdown_background();
     // The embedded broker's store runs blocking tasks that never end on their own;
     // everything that matters (ingest's last commit) is done by now.
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));

@@ -25,7 +25,7 @@ pub async fn catalog(
     Ok(Json(state.analytics.catalog()).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default, Debug, Clone)]
 pub struct KpiParams {
     from: Option<String>,
     to: Option<String>,
@@ -45,19 +45,13 @@ fn date(name: &str, v: Option<String>) -> Result<NaiveDate, ApiError> {
     v.parse().map_err(|_| bad())
 }
 
-pub async fn kpi(
-    State(state): State<Arc<AppState>>,
-    caller: Caller,
-    Path(name): Path<String>,
-    query: Result<Query<KpiParams>, QueryRejection>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    caller.require(Permission::ReadKpis)?;
-    let Query(p) = query?;
-    let kpi = Kpi::parse(&name).ok_or_else(|| {
+/// A KPI question from the path's name and the query's parameters: every value checked,
+/// every mistake a 4xx naming the parameter.
+pub fn request(name: &str, p: KpiParams) -> Result<KpiRequest, ApiError> {
+    let kpi = Kpi::parse(name).ok_or_else(|| {
         ApiError::not_found(format!("no KPI named {name:?}; GET /v1/kpis lists them"))
     })?;
-    let req = KpiRequest {
+    Ok(KpiRequest {
         kpi,
         from: date("from", p.from)?,
         to: date("to", p.to)?,
@@ -90,9 +84,32 @@ pub async fn kpi(
                 })
             })
             .transpose()?,
-    };
+    })
+}
+
+pub async fn kpi(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(name): Path<String>,
+    query: Result<Query<KpiParams>, QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    caller.require(Permission::ReadKpis)?;
+    let Query(p) = query?;
+    let req = request(&name, p)?;
     let format = format_of(&headers, false)?;
-    let answer = state.analytics.kpi(&req, &caller.scope).await?;
+    let answer = match state.analytics.cached_kpi(&req, &caller.scope).await? {
+        Some(hit) => hit,
+        None => {
+            let _slot = state.kpi_slots.acquire(&caller.name).await?;
+            let (analytics, scope) = (state.analytics.clone(), caller.scope.clone());
+            super::on_query_runtime(
+                &state,
+                async move { Ok(analytics.kpi(&req, &scope).await?) },
+            )
+            .await?
+        }
+    };
     let body = encode::kpi(format, &answer)?;
     Ok(([(header::CONTENT_TYPE, content_type(format))], body).into_response())
 }
@@ -125,4 +142,50 @@ pub async fn quality(
     caller.require(Permission::ReadKpis)?;
     let report = state.analytics.quality(&caller.scope).await?;
     Ok(Json(report).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn text() -> impl Strategy<Value = Option<String>> {
+        proptest::option::of(prop_oneof![
+            "\\PC{0,16}",
+            "[0-9]{4}-[0-9]{2}-[0-9]{2}",
+            "(day|week|month|quarter|year|total|city|district|street|unit|mom|yoy|[0-9]{1,25})",
+        ])
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+
+        /// Whatever the parameters: a question whose fields are the ones given, or a 4xx
+        /// that names what was wrong.
+        #[test]
+        fn any_parameters_make_a_question_or_a_clear_refusal(
+            name in "(service_hours|volunteer_ranking|\\PC{0,12})",
+            from in text(), to in text(), granularity in text(), level in text(),
+            area in text(), compare in text(), top in text(),
+        ) {
+            let p = KpiParams { from, to, granularity, level, area, compare, top };
+            match request(&name, p.clone()) {
+                Ok(req) => {
+                    prop_assert_eq!(req.kpi.name(), name.as_str());
+                    prop_assert_eq!(Some(req.from.to_string()), p.from);
+                    prop_assert_eq!(Some(req.to.to_string()), p.to);
+                    prop_assert_eq!(req.area.clone(), p.area.clone().filter(|a| !a.is_empty()));
+                    // And the query layer takes it or refuses it in words.
+                    if let Err(e) = req.validate() {
+                        prop_assert!(!e.to_string().is_empty());
+                    }
+                }
+                Err(e) => {
+                    prop_assert!(e.status.is_client_error(), "{:?}", e);
+                    let names = ["KPI", "from", "to", "granularity", "level", "comparison", "compare", "top"];
+                    prop_assert!(names.iter().any(|n| e.detail.contains(n)), "{}", e.detail);
+                }
+            }
+        }
+    }
 }

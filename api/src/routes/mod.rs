@@ -29,6 +29,46 @@ pub async fn count(State(state): State<Arc<AppState>>, req: Request, next: Next)
     resp
 }
 
+/// Gives every request an id (`error::REQUEST_ID`, for the handler's whole future) and
+/// answers it in the header `x-request-id`.
+pub async fn request_id(req: Request, next: Next) -> Response {
+    let id = uuid::Uuid::now_v7().simple().to_string();
+    let mut resp = crate::error::REQUEST_ID
+        .scope(id.clone(), next.run(req))
+        .await;
+    resp.headers_mut().insert(
+        "x-request-id",
+        axum::http::HeaderValue::from_str(&id).expect("hex digits"),
+    );
+    resp
+}
+
+/// Runs a computation on the query runtime and waits for it; aborts it when the request
+/// goes away (client hung up, server shutting down): a dropped handler future drops the
+/// guard.
+pub async fn on_query_runtime<T: Send + 'static>(
+    state: &AppState,
+    work: impl std::future::Future<Output = Result<T, ApiError>> + Send + 'static,
+) -> Result<T, ApiError> {
+    struct AbortOnDrop(tokio::task::AbortHandle);
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let task = state.query_runtime.spawn(work);
+    let _guard = AbortOnDrop(task.abort_handle());
+    task.await.map_err(|e| {
+        if e.is_panic() {
+            crate::error::panicked(e.into_panic());
+        }
+        ApiError::new(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "the computation stopped; the server log has the details",
+        )
+    })?
+}
+
 /// Content negotiation, once: `Accept` → `Format` (JSON unless CSV or Arrow is asked).
 pub fn format_of(headers: &HeaderMap, arrow_allowed: bool) -> Result<Format, ApiError> {
     let accept = headers

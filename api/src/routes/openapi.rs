@@ -36,7 +36,7 @@ const ROUTES: &[Route] = &[
     Route {
         method: "get",
         path: "/readyz",
-        summary: "The lake is readable and the broker reachable",
+        summary: "The lake was readable at the last look and ingest runs (no I/O)",
         auth: false,
         params: &[],
         ok: "text",
@@ -45,8 +45,8 @@ const ROUTES: &[Route] = &[
     Route {
         method: "get",
         path: "/metrics",
-        summary: "Prometheus metrics",
-        auth: false,
+        summary: "Prometheus metrics (admin tokens)",
+        auth: true,
         params: &[],
         ok: "text",
         body: None,
@@ -207,17 +207,20 @@ pub fn document(kpis: &[String]) -> Value {
             responses.insert(code.into(), problem.clone());
         }
         if r.auth {
-            responses.insert("401".into(), problem.clone());
-            responses.insert("403".into(), problem.clone());
+            // 429: too many unknown tokens from the caller's address.
+            for code in ["401", "403", "429"] {
+                responses.insert(code.into(), problem.clone());
+            }
         }
         if r.path == "/readyz" {
             responses.insert("503".into(), problem.clone());
         }
         // Bodies over the size limit; the events gateway without a broker.
         let extra: &[&str] = match r.path {
-            "/v1/sql" => &["406", "408", "413", "429"],
+            "/v1/sql" => &["406", "408", "413", "422"],
             "/v1/events" => &["413", "503"],
-            "/v1/kpis/{name}" => &["406"],
+            "/v1/kpis/{name}" => &["406", "408", "422"],
+            "/v1/exports/{name}/run" => &["408", "422"],
             _ => &[],
         };
         for code in extra {
@@ -249,7 +252,8 @@ pub fn document(kpis: &[String]) -> Value {
             "schemas": {
                 "Problem": {"type": "object", "required": ["title", "status", "detail"], "properties": {
                     "type": {"type": "string"}, "title": {"type": "string"},
-                    "status": {"type": "integer"}, "detail": {"type": "string"}}},
+                    "status": {"type": "integer"}, "detail": {"type": "string"},
+                    "request_id": {"type": "string", "description": "in server errors: the id the server log has the details under"}}},
                 "Catalog": {"type": "array", "items": {"type": "object", "required": ["name", "title_zh", "title_en", "unit", "definition"],
                     "properties": {"name": {"type": "string"}, "title_zh": {"type": "string"}, "title_en": {"type": "string"},
                                    "group": {"type": "string"}, "unit": {"type": "string"}, "shape": {"type": "string"},

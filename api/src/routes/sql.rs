@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use wenming_analytics::encode::{self, Format};
@@ -17,16 +17,6 @@ use crate::error::ApiError;
 #[serde(deny_unknown_fields)]
 pub struct SqlBody {
     sql: String,
-}
-
-/// Aborts the query's task when the request goes away (client hung up, or the
-/// server is shutting down): a dropped handler future drops this guard.
-struct AbortOnDrop(tokio::task::AbortHandle);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 pub async fn sql(
@@ -43,32 +33,20 @@ pub async fn sql(
         ))
     })?;
     let format = format_of(&headers, true)?;
-    let _slot = state.sql_slots.try_acquire().map_err(|_| {
-        ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "every analyst query slot is busy; try again when one finishes",
-        )
-    })?;
+    let _slot = state.sql_slots.acquire(&caller.name).await?;
     let analytics = state.analytics.clone();
     let limits = state.sql_limits.clone();
     let scope = caller.scope.clone();
-    let task = state
-        .sql_runtime
-        .spawn(async move { analytics.sql(&body.sql, &scope, &limits).await });
-    let _guard = AbortOnDrop(task.abort_handle());
-    let result = task.await.map_err(|e| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("the query task stopped: {e}"),
-        )
-    })??;
+    let result = super::on_query_runtime(&state, async move {
+        Ok(analytics.sql(&body.sql, &scope, &limits).await?)
+    })
+    .await?;
     let bytes = encode::batches(format, &result.schema, &result.batches)?;
     let mut resp = ([(header::CONTENT_TYPE, content_type(format))], bytes).into_response();
-    if result.truncated {
+    if let Some(cut) = result.truncated {
         resp.headers_mut().insert(
             "wenming-truncated",
-            axum::http::HeaderValue::from_str(&format!("rows capped at {}", limits_rows(&state)))
-                .expect("ascii"),
+            axum::http::HeaderValue::from_str(&cut.to_string()).expect("ascii"),
         );
     }
     if format == Format::Json {
@@ -76,8 +54,4 @@ pub async fn sql(
             .insert("wenming-rows", result.num_rows().into());
     }
     Ok(resp)
-}
-
-fn limits_rows(state: &AppState) -> usize {
-    state.sql_limits.max_rows
 }
