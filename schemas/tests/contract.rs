@@ -421,12 +421,12 @@ proptest! {
     }
 
     #[test]
-    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
-        let _ = decode(&bytes);
+    fn arbitrary_bytes_decode_or_get_a_contract_reason(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        check_outcome(&bytes)?;
     }
 
     #[test]
-    fn mangled_valid_events_never_panic(
+    fn mangled_valid_events_decode_or_get_a_contract_reason(
         v in valid_event(),
         edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8),
     ) {
@@ -435,6 +435,31 @@ proptest! {
             let i = at % bytes.len();
             bytes[i] = b;
         }
-        let _ = decode(&bytes);
+        check_outcome(&bytes)?;
     }
+}
+
+/// Whatever the bytes: an event that survives its own round trip, or a rejection with one
+/// of the contract's reason codes and a sentence.
+fn check_outcome(bytes: &[u8]) -> Result<(), TestCaseError> {
+    match decode(bytes) {
+        Ok(e) => prop_assert_eq!(decode(&e.to_json()).unwrap(), e),
+        Err(r) => {
+            let reason = r.reason();
+            let known = [
+                "not_json",
+                "not_object",
+                "too_large",
+                "unknown_type",
+                "unsupported_schema_version",
+            ]
+            .contains(&reason.as_str())
+                || ["missing_field:", "bad_type:", "bad_value:"]
+                    .iter()
+                    .any(|p| reason.strip_prefix(p).is_some_and(|f| !f.is_empty()));
+            prop_assert!(known, "unknown reason {reason}");
+            prop_assert!(!r.message.is_empty(), "{reason} without a sentence");
+        }
+    }
+    Ok(())
 }

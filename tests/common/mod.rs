@@ -2,6 +2,8 @@
 //! counting what the lake holds.
 #![allow(dead_code)] // each test file uses its own part of this
 
+pub mod server;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
