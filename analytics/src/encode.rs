@@ -85,7 +85,7 @@ pub fn batches(
 
 /// The columns of a KPI answer as a table or CSV shows them.
 fn kpi_columns(r: &KpiResponse) -> Vec<&'static str> {
-    let mut cols = vec!["period", "area"];
+    let mut cols = vec!["period", "area", "area_name"];
     if r.rows.iter().any(|x| x.star.is_some()) {
         cols.push("star");
     }
@@ -117,6 +117,7 @@ fn kpi_cells(r: &KpiResponse) -> (Vec<&'static str>, Vec<Vec<String>>) {
                 .map(|c| match *c {
                     "period" => row.period.to_string(),
                     "area" => row.area.clone(),
+                    "area_name" => row.area_name.clone().unwrap_or_default(),
                     "star" => row.star.map(|s| s.to_string()).unwrap_or_default(),
                     "rank" => row.rank.map(|s| s.to_string()).unwrap_or_default(),
                     "volunteer_id" => row.volunteer_id.clone().unwrap_or_default(),
@@ -144,18 +145,7 @@ pub fn kpi(format: Format, r: &KpiResponse) -> Result<Vec<u8>, AnalyticsError> {
             .map_err(|e| AnalyticsError::BadRequest(format!("cannot encode: {e}"))),
         Format::Csv => {
             let (cols, rows) = kpi_cells(r);
-            let mut out = cols.join(",");
-            out.push('\n');
-            for row in rows {
-                out.push_str(
-                    &row.iter()
-                        .map(|c| csv_field(c))
-                        .collect::<Vec<_>>()
-                        .join(","),
-                );
-                out.push('\n');
-            }
-            Ok(out.into_bytes())
+            csv(&cols, &rows)
         }
         Format::Table => {
             let (cols, rows) = kpi_cells(r);
@@ -208,10 +198,52 @@ pub fn kpi(format: Format, r: &KpiResponse) -> Result<Vec<u8>, AnalyticsError> {
     }
 }
 
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
+/// CSV for spreadsheets, by the `csv` crate (quotes commas, quotes, CR and LF), with
+/// every text cell a spreadsheet would take for a formula neutralised as OWASP advises:
+/// a leading `=`, `+`, `-`, `@`, tab or CR gets a `'` before it. Numbers stay numbers.
+/// Unit names and ids come from stations' events: a station named `=HYPERLINK(…)` must
+/// open as that text.
+pub fn csv<S: AsRef<str>>(header: &[&str], rows: &[Vec<S>]) -> Result<Vec<u8>, AnalyticsError> {
+    let mut w = ::csv::Writer::from_writer(Vec::new());
+    let fail = |e: ::csv::Error| AnalyticsError::BadRequest(format!("cannot encode CSV: {e}"));
+    w.write_record(header).map_err(fail)?;
+    for row in rows {
+        w.write_record(row.iter().map(|c| neutralised(c.as_ref()).into_owned()))
+            .map_err(fail)?;
+    }
+    w.into_inner()
+        .map_err(|e| AnalyticsError::BadRequest(format!("cannot encode CSV: {e}")))
+}
+
+/// A cell as a spreadsheet may open it safely (see `csv`).
+pub fn neutralised(cell: &str) -> std::borrow::Cow<'_, str> {
+    let risky = cell.starts_with(['=', '+', '-', '@', '\t', '\r']);
+    if risky && cell.parse::<f64>().is_err() {
+        format!("'{cell}").into()
     } else {
-        s.to_string()
+        cell.into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_cells_that_would_be_formulas_are_neutralised() {
+        for (cell, want) in [
+            ("=HYPERLINK(\"x\")", "'=HYPERLINK(\"x\")"),
+            ("+1+1", "'+1+1"),
+            ("-cmd", "'-cmd"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\tx", "'\tx"),
+            ("\rx", "'\rx"),
+            ("-1.5", "-1.5"),
+            ("S330203001001", "S330203001001"),
+        ] {
+            assert_eq!(neutralised(cell), want);
+        }
+        let out = csv(&["a", "b"], &[vec!["x\ry", "=1"]]).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), "a,b\n\"x\ry\",'=1\n");
     }
 }

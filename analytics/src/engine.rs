@@ -240,7 +240,12 @@ impl Analytics {
         let ctx = snapshot.context_on(snapshot.runtime_with_memory(limits.memory_bytes)?);
         let work = kpi::answer(&ctx, &refd, req, scope, self.settings.tz);
         let answer = match tokio::time::timeout(limits.timeout, work).await {
-            Ok(answer) => Arc::new(answer.map_err(crate::sql::limit_error)?),
+            Ok(answer) => {
+                let mut answer = answer.map_err(crate::sql::limit_error)?;
+                answer.data_from = snapshot.span.data_from;
+                answer.data_through = snapshot.span.data_through;
+                Arc::new(answer)
+            }
             Err(_) => {
                 return Err(AnalyticsError::Cancelled(format!(
                     "the question took longer than its {} s limit and was stopped: ask for \
@@ -335,6 +340,7 @@ impl Analytics {
             .filter(|u| scope.contains(u) && u.registered_at < at)
             .map(|u| UnitView {
                 unit_id: u.id.clone(),
+                name: u.name.clone(),
                 level: u.level.clone(),
                 parent_id: u.parent_id.clone(),
                 area_code: u.area_code.clone(),
@@ -346,12 +352,64 @@ impl Analytics {
             .collect())
     }
 
+    /// The name of an area or unit (`Reference::area_name`).
+    pub async fn area_name(&self, area: &str) -> Result<Option<String>, AnalyticsError> {
+        let snapshot = self.snapshot().await?;
+        Ok(self.reference(&snapshot).await?.area_name(area))
+    }
+
+    /// The districts and streets of `scope` (those with a unit in it), by code, with their
+    /// names: the page's area pickers and labels.
+    pub async fn areas(
+        &self,
+        scope: &Scope,
+    ) -> Result<std::collections::BTreeMap<String, String>, AnalyticsError> {
+        let snapshot = self.snapshot().await?;
+        let refd = self.reference(&snapshot).await?;
+        let mut out = std::collections::BTreeMap::new();
+        for u in refd.units.iter().filter(|u| scope.contains(u)) {
+            for code in [&u.district, &u.street] {
+                if !out.contains_key(code.as_str()) {
+                    let name = refd.area_name(code).unwrap_or_else(|| code.clone());
+                    out.insert(code.clone(), name);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// How fresh the lake is: the span of its events, its last commit, and an opaque id
+    /// of the snapshot (it changes when any table gets a new version). Metadata only: the
+    /// same for every scope.
+    pub async fn freshness(&self) -> Result<Freshness, AnalyticsError> {
+        let snapshot = self.snapshot().await?;
+        Ok(Freshness {
+            span: snapshot.span.clone(),
+            snapshot: snapshot_id(&snapshot),
+        })
+    }
+
     /// The snapshot's table versions (for manifests).
     pub async fn versions(
         &self,
     ) -> Result<std::collections::BTreeMap<&'static str, Option<u64>>, AnalyticsError> {
         Ok(self.snapshot().await?.versions.clone())
     }
+}
+
+/// See `Analytics::freshness`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Freshness {
+    #[serde(flatten)]
+    pub span: crate::lakehouse::Span,
+    pub snapshot: String,
+}
+
+fn snapshot_id(snapshot: &Snapshot) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    snapshot.version_key().hash(&mut h);
+    format!("{:016x}", h.finish())
 }
 
 fn cache_key(snapshot: &Snapshot, req: &KpiRequest, scope: &Scope) -> String {
@@ -362,6 +420,7 @@ fn cache_key(snapshot: &Snapshot, req: &KpiRequest, scope: &Scope) -> String {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct UnitView {
     pub unit_id: String,
+    pub name: String,
     pub level: String,
     pub parent_id: Option<String>,
     pub area_code: String,

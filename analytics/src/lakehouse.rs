@@ -43,6 +43,76 @@ pub enum LakehouseError {
     },
 }
 
+/// What a snapshot holds in time: the earliest and latest `occurred_at` of its events
+/// (from the Parquet statistics in the Delta log: no data is read) and when its latest
+/// commit was written. Versions and instants are metadata, not rows: the same for every
+/// scope.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct Span {
+    pub data_from: Option<chrono::DateTime<chrono::Utc>>,
+    pub data_through: Option<chrono::DateTime<chrono::Utc>>,
+    pub last_commit_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl Span {
+    fn of(root: &Path, deltas: &BTreeMap<&'static str, DeltaTable>) -> Span {
+        use arrow::array::{Array, AsArray};
+        use arrow::datatypes::TimestampMicrosecondType;
+        let mut span = Span::default();
+        let at = |us: i64| chrono::DateTime::from_timestamp_micros(us);
+        for (name, table) in deltas {
+            let Ok(state) = table.snapshot() else {
+                continue;
+            };
+            if let Ok(adds) = state.add_actions_table(true) {
+                for (column, latest) in [("min.occurred_at", false), ("max.occurred_at", true)] {
+                    let Some(values) = adds.column_by_name(column) else {
+                        continue;
+                    };
+                    let Ok(values) = arrow::compute::cast(
+                        values,
+                        &arrow::datatypes::DataType::Timestamp(
+                            arrow::datatypes::TimeUnit::Microsecond,
+                            None,
+                        ),
+                    ) else {
+                        continue;
+                    };
+                    let values = values.as_primitive::<TimestampMicrosecondType>();
+                    for i in 0..values.len() {
+                        if values.is_null(i) {
+                            continue;
+                        }
+                        let t = at(values.value(i));
+                        let slot = if latest {
+                            &mut span.data_through
+                        } else {
+                            &mut span.data_from
+                        };
+                        if slot.is_none() || (latest && t > *slot) || (!latest && t < *slot) {
+                            *slot = t;
+                        }
+                    }
+                }
+            }
+            // The commit file's time: the log is local (object stores: not yet).
+            if let Some(v) = table.version() {
+                let file = root
+                    .join(name)
+                    .join("_delta_log")
+                    .join(format!("{v:020}.json"));
+                if let Ok(modified) = std::fs::metadata(file).and_then(|m| m.modified()) {
+                    let t = chrono::DateTime::<chrono::Utc>::from(modified);
+                    if span.last_commit_at.is_none_or(|l| t > l) {
+                        span.last_commit_at = Some(t);
+                    }
+                }
+            }
+        }
+        span
+    }
+}
+
 /// The lake's tables at one set of versions.
 pub struct Snapshot {
     /// Version of each raw table; `None` for a table nothing was written to yet (it is
@@ -52,6 +122,8 @@ pub struct Snapshot {
     pub tables: BTreeMap<&'static str, Arc<dyn TableProvider>>,
     /// Loaded Delta tables, for listing their files (benchmarks, cross-checks).
     pub deltas: BTreeMap<&'static str, DeltaTable>,
+    /// The events' span in time and the latest commit's.
+    pub span: Span,
     /// The current-state views, each with the version of the raw table it reads.
     views: BTreeMap<&'static str, (Option<u64>, Arc<Materialized>)>,
     runtime: Arc<RuntimeEnv>,
@@ -93,6 +165,7 @@ impl Lakehouse {
                 versions: BTreeMap::new(),
                 tables: BTreeMap::new(),
                 deltas: BTreeMap::new(),
+                span: Span::default(),
                 views: BTreeMap::new(),
                 runtime,
                 root: PathBuf::new(),
@@ -213,6 +286,7 @@ impl Lakehouse {
         Ok(Snapshot {
             versions,
             tables,
+            span: Span::of(&self.root, &self.deltas),
             deltas: self.deltas.clone(),
             views: materialized,
             runtime: self.runtime.clone(),

@@ -17,6 +17,7 @@
 //!   version of its raw table, on first use.
 //! - `reference`: units and volunteers in memory, asked "as of" a moment.
 //! - `kpi`: the catalog, the frame of a question, the measures, the answer's rows.
+//! - `overview`: a month's headline KPIs with their changes, for the dashboard.
 //! - `quality`: the data-quality report; `runs`: what ingest counted.
 //! - `sql`: analysts' read-only SQL; `wall`: the scope wall their tables are seen through.
 //! - `engine`: `Analytics`, which the CLI and the API share.
@@ -30,6 +31,7 @@ pub mod error;
 pub mod kpi;
 pub mod lakehouse;
 pub mod materialized;
+pub mod overview;
 pub mod quality;
 pub mod reference;
 pub mod runs;
@@ -39,7 +41,7 @@ pub mod views;
 pub mod wall;
 
 pub use calendar::{Compare, Granularity};
-pub use engine::{Analytics, KpiLimits, Settings};
+pub use engine::{Analytics, Freshness, KpiLimits, Settings};
 pub use error::AnalyticsError;
 pub use kpi::{Kpi, KpiInfo, KpiRequest, KpiResponse, Num, Row};
 pub use scope::{Level, Scope};

@@ -16,6 +16,8 @@ use crate::error::AnalyticsError;
 #[derive(Debug, Clone)]
 pub struct Unit {
     pub id: String,
+    /// Its latest name (from the station's own events: shown as text, never as markup).
+    pub name: String,
     /// center / institute / station / point, from its latest registration.
     pub level: String,
     pub parent_id: Option<String>,
@@ -81,11 +83,54 @@ pub struct Reference {
     pub units: Vec<Unit>,
     pub unit_index: HashMap<String, usize>,
     pub volunteers: Vec<Volunteer>,
+    /// Names of districts and streets (see `area_name`).
+    area_names: HashMap<String, String>,
 }
 
 impl Reference {
     pub fn unit(&self, id: &str) -> Option<&Unit> {
         self.unit_index.get(id).map(|i| &self.units[*i])
+    }
+
+    /// The name of an area as an office says it: `city` is 全市; a district is named by
+    /// its centre (海曙区新时代文明实践中心 → 海曙区), a street by its institute
+    /// (光秋街道新时代文明实践所 → 光秋街道), and the district centre's own pseudo-street
+    /// (a street code ending in 000: the units directly under the centre) is
+    /// "海曙区（中心直属）"; a unit is named by itself. `None` for an area no unit names.
+    pub fn area_name(&self, area: &str) -> Option<String> {
+        if area == "city" {
+            return Some("全市".into());
+        }
+        self.area_names
+            .get(area)
+            .cloned()
+            .or_else(|| self.unit(area).map(|u| u.name.clone()))
+    }
+
+    fn name_areas(units: &[Unit]) -> HashMap<String, String> {
+        let trim = |name: &str, suffix: &str| name.strip_suffix(suffix).unwrap_or(name).to_string();
+        let mut names = HashMap::new();
+        for u in units.iter().filter(|u| !u.name.is_empty()) {
+            match u.level.as_str() {
+                "center" => {
+                    names.insert(u.district.clone(), trim(&u.name, "新时代文明实践中心"));
+                }
+                "institute" => {
+                    names.insert(u.street.clone(), trim(&u.name, "新时代文明实践所"));
+                }
+                _ => {}
+            }
+        }
+        for u in units {
+            if u.street.len() == 9
+                && u.street.ends_with("000")
+                && !names.contains_key(&u.street)
+                && let Some(d) = names.get(&u.district).cloned()
+            {
+                names.insert(u.street.clone(), format!("{d}（中心直属）"));
+            }
+        }
+        names
     }
 
     pub async fn load(ctx: &SessionContext) -> Result<Arc<Reference>, AnalyticsError> {
@@ -94,7 +139,7 @@ impl Reference {
         for batch in collect(
             ctx,
             "SELECT unit_id, level, parent_id, area_code, \
-                    CAST(registered_at AS BIGINT), CAST(closed_at AS BIGINT) \
+                    CAST(registered_at AS BIGINT), CAST(closed_at AS BIGINT), name \
              FROM units ORDER BY unit_id",
         )
         .await?
@@ -105,10 +150,12 @@ impl Reference {
             let area = strings(&batch, 3)?;
             let reg = ints(&batch, 4)?;
             let closed = ints(&batch, 5)?;
+            let name = strings(&batch, 6)?;
             for i in 0..batch.num_rows() {
                 let area_code = area[i].clone().unwrap_or_default();
                 let unit = Unit {
                     id: id[i].clone().unwrap_or_default(),
+                    name: name[i].clone().unwrap_or_default(),
                     level: level[i].clone().unwrap_or_default(),
                     parent_id: parent[i].clone(),
                     district: area_code.chars().take(6).collect(),
@@ -170,6 +217,7 @@ impl Reference {
             }
         }
         Ok(Arc::new(Reference {
+            area_names: Reference::name_areas(&units),
             units,
             unit_index,
             volunteers,

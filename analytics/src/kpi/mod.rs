@@ -93,6 +93,10 @@ impl Num {
 pub struct Row {
     pub period: NaiveDate,
     pub area: String,
+    /// The area as an office names it (`Reference::area_name`): 海曙区, 光秋街道, a
+    /// station's name; absent when no unit names it.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub area_name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub star: Option<u8>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
@@ -107,7 +111,15 @@ pub struct Row {
     pub previous: Option<Option<Num>>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub change: Option<Option<f64>>,
+    /// With a comparison: whether the previous value is too small a base for its change
+    /// to mean much (under `SMALL_BASE` of this value: 30 visits → 32,000 is not
+    /// "+106,567 %" but "base too small").
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub small_base: Option<bool>,
 }
+
+/// A previous value under this share of the current one is a near-empty base.
+pub const SMALL_BASE: f64 = 0.05;
 
 /// The answer, in the contract's shape.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -120,6 +132,12 @@ pub struct KpiResponse {
     pub area: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub compare: Option<Compare>,
+    /// The span of events the lake held when this was answered: a period after
+    /// `data_through` has no data yet (its zeros mean "not yet", not "none").
+    #[serde(default)]
+    pub data_from: Option<chrono::DateTime<chrono::Utc>>,
+    #[serde(default)]
+    pub data_through: Option<chrono::DateTime<chrono::Utc>>,
     pub rows: Vec<Row>,
 }
 
@@ -166,7 +184,16 @@ pub async fn answer(
             };
             r.previous = Some(previous);
             r.change = Some(change);
+            r.small_base = Some(match (r.value, previous) {
+                (Some(v), Some(p)) => {
+                    v.as_f64() != 0.0 && p.as_f64().abs() < SMALL_BASE * v.as_f64().abs()
+                }
+                _ => false,
+            });
         }
+    }
+    for r in &mut rows {
+        r.area_name = refd.area_name(&r.area);
     }
     Ok(KpiResponse {
         kpi: req.kpi.name().to_string(),
@@ -176,6 +203,8 @@ pub async fn answer(
         level: req.level,
         area: req.area.clone(),
         compare: req.compare,
+        data_from: None,
+        data_through: None,
         rows,
     })
 }
@@ -272,6 +301,7 @@ fn lay_out(kpi: Kpi, frame: &Frame<'_>, cells: Cells, top: usize) -> Vec<Row> {
             let row = |value, numerator, denominator| Row {
                 period,
                 area: area.clone(),
+                area_name: None,
                 star: None,
                 rank: None,
                 volunteer_id: None,
@@ -280,6 +310,7 @@ fn lay_out(kpi: Kpi, frame: &Frame<'_>, cells: Cells, top: usize) -> Vec<Row> {
                 denominator,
                 previous: None,
                 change: None,
+                small_base: None,
             };
             match &cells {
                 Cells::Plain(c) => {
