@@ -22,8 +22,13 @@ pub struct AppState {
     pub tokens: Tokens,
     /// Failed token checks per client address (rate limit).
     pub attempts: Attempts,
-    /// Accept `?access_token=` besides the Authorization header (demo only).
-    pub query_token: bool,
+    /// The dashboard's browser sessions and the demo's one-time codes.
+    pub sessions: crate::session::Sessions,
+    /// The dashboard's files.
+    pub web: crate::web::Web,
+    /// Turns true when the server is stopping: long-lived answers (the freshness stream)
+    /// end then, so that the graceful shutdown does not wait on them.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
     pub sql_limits: SqlLimits,
     /// Analyst queries running at once, in all and per token; a request finding none
     /// free gets 429.
@@ -56,7 +61,22 @@ impl AppState {
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
+    let mut router = Router::new();
+    for view in crate::web::VIEWS {
+        router = router.route(view, get(crate::web::page));
+    }
+    router
+        .route("/stations/{id}", get(crate::web::page))
+        .route("/assets/{file}", get(crate::web::asset))
+        .route(
+            "/v1/session",
+            get(routes::session::me)
+                .post(routes::session::login)
+                .delete(routes::session::logout),
+        )
+        .route("/v1/overview", get(routes::kpis::overview))
+        .route("/v1/freshness", get(routes::freshness::now))
+        .route("/v1/freshness/stream", get(routes::freshness::stream))
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz))
         .route("/metrics", get(routes::health::metrics))
@@ -78,6 +98,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             crate::error::panicked,
         ))
+        .layer(axum::middleware::from_fn(crate::web::secure))
         .layer(axum::middleware::from_fn(routes::request_id))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -139,6 +160,7 @@ mod tests {
             .layer(tower_http::catch_panic::CatchPanicLayer::custom(
                 crate::error::panicked,
             ))
+            .layer(axum::middleware::from_fn(crate::web::secure))
             .layer(axum::middleware::from_fn(routes::request_id));
         let resp = app
             .clone()

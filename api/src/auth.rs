@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
-use axum::http::header;
 use axum::http::request::Parts;
+use axum::http::{Method, header};
 use sha2::{Digest, Sha256};
 use wenming_analytics::Scope;
 
@@ -235,41 +235,59 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         use axum::extract::FromRef;
         let app = Arc::<crate::app::AppState>::from_ref(state);
-        // RFC 6750 §2.3: `?access_token=` only where turned on (the demo, so that a
-        // printed URL opens in a browser); logs and histories keep URLs.
-        let from_query = app
-            .query_token
-            .then(|| {
-                parts.uri.query().and_then(|q| {
-                    q.split('&')
-                        .find_map(|kv| kv.strip_prefix("access_token="))
-                        .map(str::to_string)
-                })
-            })
-            .flatten();
-        let token = match (parts.headers.get(header::AUTHORIZATION), from_query) {
-            (Some(h), _) => h
-                .to_str()
-                .ok()
-                .and_then(|h| h.strip_prefix("Bearer "))
-                .map(|t| t.trim().to_string())
-                .filter(|t| !t.is_empty())
-                .ok_or_else(|| {
-                    ApiError::unauthorized("the Authorization header must be `Bearer <token>`")
-                })?,
-            (None, Some(t)) => t,
-            (None, None) => {
+        let Some(header) = parts.headers.get(header::AUTHORIZATION) else {
+            // No token: the dashboard's session cookie, if any.
+            let Some(entry) =
+                crate::session::from_cookies(&parts.headers).and_then(|id| app.sessions.find(&id))
+            else {
                 return Err(ApiError::unauthorized(
-                    "send a bearer token: `Authorization: Bearer <token>`",
+                    "send a bearer token (`Authorization: Bearer <token>`) or log in on the dashboard",
+                ));
+            };
+            let reads = matches!(parts.method, Method::GET | Method::HEAD);
+            if !reads && !parts.headers.contains_key("x-wenming") {
+                return Err(ApiError::forbidden(
+                    "a change through a browser session needs the header x-wenming (the dashboard sends it)",
                 ));
             }
+            return Ok(Caller::from(&entry));
         };
-        let token = token.as_str();
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                ApiError::unauthorized("the Authorization header must be `Bearer <token>`")
+            })?;
         let client = parts
             .extensions
             .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
             .map(|c| c.0.ip());
-        if let Some(left) = client.and_then(|c| app.attempts.blocked(c)) {
+        app.check_token(token, client).map(|e| Caller::from(&e))
+    }
+}
+
+impl From<&TokenEntry> for Caller {
+    fn from(e: &TokenEntry) -> Caller {
+        Caller {
+            name: e.name.clone(),
+            role: e.role,
+            scope: e.scope.clone(),
+        }
+    }
+}
+
+impl crate::app::AppState {
+    /// The entry of `token`, counting a failure against `client`'s address (and refusing
+    /// an address that failed too often: see `Attempts`).
+    pub fn check_token(
+        &self,
+        token: &str,
+        client: Option<std::net::IpAddr>,
+    ) -> Result<TokenEntry, ApiError> {
+        if let Some(left) = client.and_then(|c| self.attempts.blocked(c)) {
             return Err(ApiError::new(
                 axum::http::StatusCode::TOO_MANY_REQUESTS,
                 format!(
@@ -278,17 +296,15 @@ where
                 ),
             ));
         }
-        let Some(entry) = app.tokens.find(token) else {
-            if let Some(c) = client {
-                app.attempts.failed(c);
+        match self.tokens.find(token) {
+            Some(entry) => Ok(entry.clone()),
+            None => {
+                if let Some(c) = client {
+                    self.attempts.failed(c);
+                }
+                Err(ApiError::unauthorized("unknown token"))
             }
-            return Err(ApiError::unauthorized("unknown token"));
-        };
-        Ok(Caller {
-            name: entry.name.clone(),
-            role: entry.role,
-            scope: entry.scope.clone(),
-        })
+        }
     }
 }
 

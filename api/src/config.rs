@@ -37,18 +37,15 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Server {
-    /// host:port of the API. Port 0 picks a free port (printed at start).
+    /// host:port of the API and the dashboard. Port 0 picks a free port (printed at
+    /// start).
     pub listen: String,
-    /// Also accept the token as `?access_token=` (RFC 6750 §2.3), so a URL opens in a
-    /// browser. Off by default: URLs end up in logs. `wenming demo` turns it on.
-    pub query_token: bool,
 }
 
 impl Default for Server {
     fn default() -> Self {
         Server {
             listen: "127.0.0.1:8080".into(),
-            query_token: false,
         }
     }
 }

@@ -78,6 +78,10 @@ pub struct Manifest {
     pub kpis: Vec<String>,
     pub files: Vec<ManifestFile>,
     pub table_versions: BTreeMap<String, Option<u64>>,
+    /// The last event the lake held: a period that starts after it has no data yet, and
+    /// its files say so (`no_data_yet`) rather than passing zeros off as figures.
+    pub data_through: Option<chrono::DateTime<chrono::Utc>>,
+    pub no_data_yet: bool,
     pub generated_at: String,
 }
 
@@ -203,6 +207,7 @@ impl Exports {
             answers.push((*kpi, self.analytics.kpi(&req, &scope).await?));
         }
         let versions = self.analytics.versions().await?;
+        let data_through = self.analytics.freshness().await?.span.data_through;
         std::fs::create_dir_all(&dir).map_err(|e| write_err(&dir, e))?;
         let mut files = Vec::new();
         for format in &export.formats {
@@ -248,6 +253,8 @@ impl Exports {
                 .into_iter()
                 .map(|(k, v)| (k.to_string(), v))
                 .collect(),
+            no_data_yet: starts_after(from, data_through),
+            data_through,
             generated_at: chrono::Utc::now().to_rfc3339(),
         };
         let json = serde_json::to_vec_pretty(&manifest).expect("a manifest serialises");
@@ -314,6 +321,21 @@ impl Exports {
                     continue;
                 }
                 let period = scheduled_period(&export.period, fired.date_naive());
+                // A period the lake has no data for yet is not written as zeros.
+                if let (Ok((from, _)), Ok(fresh)) =
+                    (period_range(&period), self.analytics.freshness().await)
+                    && starts_after(from, fresh.span.data_through)
+                {
+                    tracing::warn!(
+                        export = %export.name, period = %period,
+                        data_through = ?fresh.span.data_through,
+                        "export skipped: the lake has no data for the period yet"
+                    );
+                    if let Err(e) = std::fs::write(&marker, fired.timestamp().to_string()) {
+                        tracing::warn!(export = %export.name, error = %e, "cannot record the run");
+                    }
+                    continue;
+                }
                 match self.run(&export.name, &period, &export.scope).await {
                     Ok(m) => {
                         tracing::info!(export = %export.name, period = %period, files = m.files.len(), "export written");
@@ -416,6 +438,11 @@ fn scope_folder(scope: &Scope) -> String {
     }
 }
 
+/// Whether a period from `from` starts after the lake's last event (or the lake has none).
+fn starts_after(from: NaiveDate, data_through: Option<chrono::DateTime<chrono::Utc>>) -> bool {
+    data_through.is_none_or(|t| from > t.date_naive())
+}
+
 /// The period a scheduled run on `day` covers.
 pub fn scheduled_period(kind: &str, day: NaiveDate) -> String {
     match kind {
@@ -453,9 +480,9 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ExportError> {
     std::fs::rename(&tmp, path).map_err(|e| write_err(path, e))
 }
 
-/// Rows of all answers as text cells: kpi, period, area, star, rank, volunteer_id,
-/// value, numerator, denominator.
-fn cells(answers: &[(Kpi, Arc<KpiResponse>)]) -> Vec<[String; 9]> {
+/// Rows of all answers as text cells: kpi, period, area, area_name, star, rank,
+/// volunteer_id, value, numerator, denominator.
+fn cells(answers: &[(Kpi, Arc<KpiResponse>)]) -> Vec<[String; 10]> {
     let n = |x: Option<Num>| {
         x.map(|v| match v {
             Num::Int(i) => i.to_string(),
@@ -470,6 +497,7 @@ fn cells(answers: &[(Kpi, Arc<KpiResponse>)]) -> Vec<[String; 9]> {
                 kpi.name().to_string(),
                 r.period.to_string(),
                 r.area.clone(),
+                r.area_name.clone().unwrap_or_default(),
                 r.star.map(|s| s.to_string()).unwrap_or_default(),
                 r.rank.map(|s| s.to_string()).unwrap_or_default(),
                 r.volunteer_id.clone().unwrap_or_default(),
@@ -482,10 +510,11 @@ fn cells(answers: &[(Kpi, Arc<KpiResponse>)]) -> Vec<[String; 9]> {
     out
 }
 
-const COLUMNS: [&str; 9] = [
+const COLUMNS: [&str; 10] = [
     "kpi",
     "period",
     "area",
+    "area_name",
     "star",
     "rank",
     "volunteer_id",
@@ -493,9 +522,10 @@ const COLUMNS: [&str; 9] = [
     "numerator",
     "denominator",
 ];
-const COLUMNS_ZH: [&str; 9] = [
+const COLUMNS_ZH: [&str; 10] = [
     "指标",
     "周期",
+    "区域代码",
     "区域",
     "星级",
     "排名",
@@ -504,39 +534,38 @@ const COLUMNS_ZH: [&str; 9] = [
     "分子",
     "分母",
 ];
+/// Where the numbers start in `COLUMNS`.
+const FIRST_NUMBER: usize = 7;
 
-/// CSV by the `csv` crate (quotes commas, quotes, CR and LF), with every text cell that
-/// a spreadsheet would take for a formula neutralised as OWASP advises: a leading `=`,
-/// `+`, `-`, `@`, tab or CR gets a `'` before it. Numbers are written as they are.
+/// CSV for spreadsheets (`encode::csv`: formula-like text cells neutralised).
 fn csv(answers: &[(Kpi, Arc<KpiResponse>)]) -> Result<(Vec<u8>, usize), String> {
     let rows = cells(answers);
-    let mut w = ::csv::Writer::from_writer(Vec::new());
-    w.write_record(COLUMNS).map_err(|e| e.to_string())?;
-    for r in &rows {
-        w.write_record(r.iter().map(|c| neutralised(c).into_owned()))
-            .map_err(|e| e.to_string())?;
-    }
-    let bytes = w.into_inner().map_err(|e| e.to_string())?;
+    let rows: Vec<Vec<String>> = rows.into_iter().map(|r| r.to_vec()).collect();
+    let bytes = wenming_analytics::encode::csv(&COLUMNS, &rows).map_err(|e| e.to_string())?;
     Ok((bytes, rows.len()))
 }
 
-/// A cell as a spreadsheet may open it safely.
-pub fn neutralised(cell: &str) -> std::borrow::Cow<'_, str> {
-    let risky = cell.starts_with(['=', '+', '-', '@', '\t', '\r']);
-    if risky && cell.parse::<f64>().is_err() {
-        format!("'{cell}").into()
-    } else {
-        cell.into()
-    }
-}
-
-/// One sheet per KPI, named by its Chinese title, with Chinese column headers.
-fn xlsx(answers: &[(Kpi, Arc<KpiResponse>)]) -> Result<(Vec<u8>, usize), String> {
-    use rust_xlsxwriter::Workbook;
+/// One sheet per KPI, named by its Chinese title, with Chinese column headers. Cells are
+/// text or numbers, never formulas; numbers keep full precision and are shown rounded
+/// (rates as percent to 0.1, hours to 0.1, counts whole).
+pub(crate) fn xlsx(answers: &[(Kpi, Arc<KpiResponse>)]) -> Result<(Vec<u8>, usize), String> {
+    use rust_xlsxwriter::{Format, Workbook};
     let mut book = Workbook::new();
     let mut total = 0;
+    let bold = Format::new().set_bold();
     for (kpi, a) in answers {
         let info = kpi.info();
+        let shown = match info.unit {
+            "ratio" => "0.0%",
+            "activities" | "visits" | "people" | "orders" | "volunteers" => "#,##0",
+            _ => "#,##0.0",
+        };
+        // Parts of a ratio are counts (or hours, for the hour ratios).
+        let parts = if info.name.starts_with("hours_per") {
+            "#,##0.0"
+        } else {
+            "#,##0"
+        };
         let sheet = book.add_worksheet();
         let title: String = info
             .title_zh
@@ -547,7 +576,7 @@ fn xlsx(answers: &[(Kpi, Arc<KpiResponse>)]) -> Result<(Vec<u8>, usize), String>
         sheet.set_name(&title).map_err(|e| e.to_string())?;
         for (c, h) in COLUMNS_ZH.iter().enumerate().skip(1) {
             sheet
-                .write_string(0, (c - 1) as u16, *h)
+                .write_string_with_format(0, (c - 1) as u16, *h, &bold)
                 .map_err(|e| e.to_string())?;
         }
         let rows = cells(&[(*kpi, a.clone())]);
@@ -555,16 +584,19 @@ fn xlsx(answers: &[(Kpi, Arc<KpiResponse>)]) -> Result<(Vec<u8>, usize), String>
             let row = (i + 1) as u32;
             for (c, v) in r.iter().enumerate().skip(1) {
                 let col = (c - 1) as u16;
-                if c >= 6 && !v.is_empty() {
+                if c >= FIRST_NUMBER && !v.is_empty() {
                     let num: f64 = v.parse().unwrap_or_default();
+                    let format =
+                        Format::new().set_num_format(if c == FIRST_NUMBER { shown } else { parts });
                     sheet
-                        .write_number(row, col, num)
+                        .write_number_with_format(row, col, num, &format)
                         .map_err(|e| e.to_string())?;
                 } else {
                     sheet.write_string(row, col, v).map_err(|e| e.to_string())?;
                 }
             }
         }
+        sheet.set_column_width(2, 24).map_err(|e| e.to_string())?;
         total += rows.len();
     }
     let bytes = book.save_to_buffer().map_err(|e| e.to_string())?;
@@ -575,6 +607,7 @@ fn parquet(answers: &[(Kpi, Arc<KpiResponse>)]) -> Result<(Vec<u8>, usize), Stri
     let mut kpi = Vec::new();
     let mut period = Vec::new();
     let mut area = Vec::new();
+    let mut area_name: Vec<Option<String>> = Vec::new();
     let mut star: Vec<Option<i64>> = Vec::new();
     let mut rank: Vec<Option<i64>> = Vec::new();
     let mut volunteer: Vec<Option<String>> = Vec::new();
@@ -586,6 +619,7 @@ fn parquet(answers: &[(Kpi, Arc<KpiResponse>)]) -> Result<(Vec<u8>, usize), Stri
             kpi.push(k.name().to_string());
             period.push(r.period.to_string());
             area.push(r.area.clone());
+            area_name.push(r.area_name.clone());
             star.push(r.star.map(i64::from));
             rank.push(r.rank.map(i64::from));
             volunteer.push(r.volunteer_id.clone());
@@ -599,6 +633,7 @@ fn parquet(answers: &[(Kpi, Arc<KpiResponse>)]) -> Result<(Vec<u8>, usize), Stri
         Field::new("kpi", DataType::Utf8, false),
         Field::new("period", DataType::Utf8, false),
         Field::new("area", DataType::Utf8, false),
+        Field::new("area_name", DataType::Utf8, true),
         Field::new("star", DataType::Int64, true),
         Field::new("rank", DataType::Int64, true),
         Field::new("volunteer_id", DataType::Utf8, true),
@@ -610,6 +645,7 @@ fn parquet(answers: &[(Kpi, Arc<KpiResponse>)]) -> Result<(Vec<u8>, usize), Stri
         Arc::new(StringArray::from(kpi)),
         Arc::new(StringArray::from(period)),
         Arc::new(StringArray::from(area)),
+        Arc::new(StringArray::from(area_name)),
         Arc::new(Int64Array::from(star)),
         Arc::new(Int64Array::from(rank)),
         Arc::new(StringArray::from(volunteer)),
@@ -646,22 +682,6 @@ mod tests {
                     prop_assert!(e.to_string().contains(&quoted));
                 }
             }
-        }
-    }
-
-    #[test]
-    fn text_cells_that_would_be_formulas_are_neutralised() {
-        for (cell, want) in [
-            ("=HYPERLINK(\"x\")", "'=HYPERLINK(\"x\")"),
-            ("+1+1", "'+1+1"),
-            ("-cmd", "'-cmd"),
-            ("@SUM(A1)", "'@SUM(A1)"),
-            ("\tx", "'\tx"),
-            ("\rx", "'\rx"),
-            ("-1.5", "-1.5"),
-            ("S330203001001", "S330203001001"),
-        ] {
-            assert_eq!(neutralised(cell), want);
         }
     }
 

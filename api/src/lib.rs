@@ -15,6 +15,8 @@
 //! - `app`: `AppState`, the router, `Application` (bind, run until shutdown).
 //! - `routes`: one module per resource; `openapi` builds /openapi.json.
 //! - `slots`: caps on computations at once, in all and per token.
+//! - `web`: the dashboard's files (embedded, compressed, hashed) and security headers;
+//!   `session`: its logins (cookie sessions, the demo's one-time codes).
 //! - `gateway`: `POST /v1/events` → Kafka.
 //! - `exports`, `cron`: scheduled KPI workbooks.
 
@@ -26,7 +28,9 @@ pub mod error;
 pub mod exports;
 pub mod gateway;
 pub mod routes;
+pub mod session;
 pub mod slots;
+pub mod web;
 
 pub use app::{AppState, Application};
 pub use config::Config;

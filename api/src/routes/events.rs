@@ -200,6 +200,7 @@ mod tests {
     fn unit(id: &str, area: &str, parent: Option<&str>) -> UnitView {
         UnitView {
             unit_id: id.into(),
+            name: id.into(),
             level: "station".into(),
             parent_id: parent.map(str::to_string),
             area_code: area.into(),

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::NaiveDate;
 use serde::Deserialize;
@@ -34,6 +34,8 @@ pub struct KpiParams {
     area: Option<String>,
     compare: Option<String>,
     top: Option<String>,
+    /// `csv`, `xlsx` or `json`: a link a browser can download (over `Accept`).
+    format: Option<String>,
 }
 
 fn date(name: &str, v: Option<String>) -> Result<NaiveDate, ApiError> {
@@ -96,8 +98,20 @@ pub async fn kpi(
 ) -> Result<Response, ApiError> {
     caller.require(Permission::ReadKpis)?;
     let Query(p) = query?;
+    let asked_format = p.format.clone();
     let req = request(&name, p)?;
-    let format = format_of(&headers, false)?;
+    let kpi = req.kpi;
+    let format = match asked_format.as_deref().filter(|f| !f.is_empty()) {
+        None => Some(format_of(&headers, false)?),
+        Some("json") => Some(encode::Format::Json),
+        Some("csv") => Some(encode::Format::Csv),
+        Some("xlsx") => None,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "`format` must be json, csv or xlsx, not {other:?}"
+            )));
+        }
+    };
     let answer = match state.analytics.cached_kpi(&req, &caller.scope).await? {
         Some(hit) => hit,
         None => {
@@ -110,8 +124,62 @@ pub async fn kpi(
             .await?
         }
     };
+    let name = format!("{}_{}_{}", answer.kpi, answer.from, answer.to);
+    let Some(format) = format else {
+        let (bytes, _) = crate::exports::xlsx(&[(kpi, answer)])
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+        return Ok((
+            [
+                (header::CONTENT_TYPE, XLSX.to_string()),
+                (
+                    header::CONTENT_DISPOSITION,
+                    format!("attachment; filename=\"{name}.xlsx\""),
+                ),
+            ],
+            bytes,
+        )
+            .into_response());
+    };
     let body = encode::kpi(format, &answer)?;
-    Ok(([(header::CONTENT_TYPE, content_type(format))], body).into_response())
+    let mut resp = ([(header::CONTENT_TYPE, content_type(format))], body).into_response();
+    if format == encode::Format::Csv {
+        resp.headers_mut().insert(
+            header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"{name}.csv\"")
+                .parse()
+                .expect("ascii"),
+        );
+    }
+    Ok(resp)
+}
+
+const XLSX: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
+
+#[derive(Deserialize)]
+pub struct OverviewParams {
+    period: Option<String>,
+    area: Option<String>,
+}
+
+/// `GET /v1/overview?period=YYYY-MM&area=`: the headline KPIs of a month as cards.
+pub async fn overview(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    query: Result<Query<OverviewParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    caller.require(Permission::ReadKpis)?;
+    let Query(p) = query?;
+    let period = p
+        .period
+        .ok_or_else(|| ApiError::bad_request("`period` is required: a month YYYY-MM"))?;
+    let area = p.area.filter(|a| !a.is_empty());
+    let _slot = state.kpi_slots.acquire(&caller.name).await?;
+    let (analytics, scope) = (state.analytics.clone(), caller.scope.clone());
+    let overview = super::on_query_runtime(&state, async move {
+        Ok(analytics.overview(&period, area, &scope).await?)
+    })
+    .await?;
+    Ok(Json(overview).into_response())
 }
 
 #[derive(Deserialize)]
@@ -129,10 +197,11 @@ pub async fn units(
     // An empty `date=` is refused like any other non-date, as the schema says.
     let date = p.date.map(|d| date("date", Some(d))).transpose()?;
     let units = state.analytics.units(&caller.scope, date).await?;
-    Ok(
-        Json(serde_json::json!({"date": date, "scope": caller.scope.to_string(), "units": units}))
-            .into_response(),
-    )
+    let areas = state.analytics.areas(&caller.scope).await?;
+    Ok(Json(serde_json::json!({
+        "date": date, "scope": caller.scope.to_string(), "units": units, "areas": areas,
+    }))
+    .into_response())
 }
 
 pub async fn quality(
@@ -168,7 +237,7 @@ mod tests {
             from in text(), to in text(), granularity in text(), level in text(),
             area in text(), compare in text(), top in text(),
         ) {
-            let p = KpiParams { from, to, granularity, level, area, compare, top };
+            let p = KpiParams { from, to, granularity, level, area, compare, top, format: None };
             match request(&name, p.clone()) {
                 Ok(req) => {
                     prop_assert_eq!(req.kpi.name(), name.as_str());

@@ -2,9 +2,11 @@
 
 pub mod events;
 pub mod exports;
+pub mod freshness;
 pub mod health;
 pub mod kpis;
 pub mod openapi;
+pub mod session;
 pub mod sql;
 
 use std::sync::Arc;

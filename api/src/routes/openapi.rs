@@ -83,8 +83,63 @@ const ROUTES: &[Route] = &[
             ("area", Q, false, "string"),
             ("compare", Q, false, "compare"),
             ("top", Q, false, "integer"),
+            ("format", Q, false, "format"),
         ],
         ok: "KpiResponse",
+        body: None,
+    },
+    Route {
+        method: "get",
+        path: "/v1/overview",
+        summary: "A month's headline KPIs as cards, with month-on-month and year-on-year changes",
+        auth: true,
+        params: &[("period", Q, true, "month"), ("area", Q, false, "string")],
+        ok: "object",
+        body: None,
+    },
+    Route {
+        method: "get",
+        path: "/v1/freshness",
+        summary: "The span of events the lake holds and its last commit",
+        auth: true,
+        params: &[],
+        ok: "object",
+        body: None,
+    },
+    Route {
+        method: "get",
+        path: "/v1/freshness/stream",
+        summary: "The same as server-sent events: one `lake` event now and one each time the lake moves",
+        auth: true,
+        params: &[],
+        ok: "events",
+        body: None,
+    },
+    Route {
+        method: "get",
+        path: "/v1/session",
+        summary: "Who the caller is (the dashboard's login); {\"authenticated\": false} when nobody is",
+        auth: false,
+        params: &[],
+        ok: "object",
+        body: None,
+    },
+    Route {
+        method: "post",
+        path: "/v1/session",
+        summary: "Log in with a token (or the demo's one-time code): a session cookie",
+        auth: false,
+        params: &[],
+        ok: "object",
+        body: Some("Login"),
+    },
+    Route {
+        method: "delete",
+        path: "/v1/session",
+        summary: "Log out",
+        auth: false,
+        params: &[],
+        ok: "none",
         body: None,
     },
     Route {
@@ -166,6 +221,8 @@ fn schema_of(kind: &str, kpis: &[String]) -> Value {
         }
         "level" => json!({"type": "string", "enum": ["city", "district", "street", "unit"]}),
         "compare" => json!({"type": "string", "enum": ["mom", "yoy"]}),
+        "format" => json!({"type": "string", "enum": ["json", "csv", "xlsx"]}),
+        "month" => json!({"type": "string", "pattern": "^[1-9][0-9]{3}-(0[1-9]|1[0-2])$"}),
         "text" => json!({"type": "string"}),
         "binary" => json!({"type": "string", "format": "binary"}),
         "object" => json!({"type": "object"}),
@@ -186,10 +243,15 @@ pub fn document(kpis: &[String]) -> Value {
         let ok_type = match r.ok {
             "text" => "text/plain",
             "binary" => "application/octet-stream",
+            "events" => "text/event-stream",
             _ => "application/json",
         };
         let mut responses = serde_json::Map::new();
-        let mut content = json!({ok_type: {"schema": schema_of(r.ok, kpis)}});
+        let ok_schema = match r.ok {
+            "events" => json!({"type": "string"}),
+            other => schema_of(other, kpis),
+        };
+        let mut content = json!({ok_type: {"schema": ok_schema}});
         // KPI rows and SQL results also come as CSV, SQL results as Arrow IPC (by Accept).
         if matches!(r.path, "/v1/kpis/{name}" | "/v1/sql") {
             content["text/csv"] = json!({"schema": {"type": "string"}});
@@ -198,10 +260,18 @@ pub fn document(kpis: &[String]) -> Value {
             content["application/vnd.apache.arrow.stream"] =
                 json!({"schema": {"type": "string", "format": "binary"}});
         }
-        responses.insert(
-            "200".into(),
-            json!({"description": "OK", "content": content}),
-        );
+        if r.path == "/v1/kpis/{name}" {
+            content["application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"] =
+                json!({"schema": {"type": "string", "format": "binary"}});
+        }
+        if r.ok == "none" {
+            responses.insert("204".into(), json!({"description": "Done"}));
+        } else {
+            responses.insert(
+                "200".into(),
+                json!({"description": "OK", "content": content}),
+            );
+        }
         let problem = json!({"description": "A problem (RFC 9457)", "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}});
         for code in ["400", "404", "500"] {
             responses.insert(code.into(), problem.clone());
@@ -221,6 +291,8 @@ pub fn document(kpis: &[String]) -> Value {
             "/v1/events" => &["413", "503"],
             "/v1/kpis/{name}" => &["406", "408", "422"],
             "/v1/exports/{name}/run" => &["408", "422"],
+            "/v1/overview" => &["408", "422", "429"],
+            "/v1/session" => &["401", "403", "429"],
             _ => &[],
         };
         for code in extra {
@@ -233,7 +305,7 @@ pub fn document(kpis: &[String]) -> Value {
             "responses": responses,
         });
         if r.auth {
-            op["security"] = json!([{"bearer": []}]);
+            op["security"] = json!([{"bearer": []}, {"session": []}]);
         }
         if let Some(body) = r.body {
             op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": schema_of(body, kpis)}}});
@@ -248,7 +320,9 @@ pub fn document(kpis: &[String]) -> Value {
                  "description": "KPIs, SQL and exports of the New Era Civilization Practice network"},
         "paths": paths,
         "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"},
+                "session": {"type": "apiKey", "in": "cookie", "name": "wenming_session",
+                    "description": "the dashboard's login (POST /v1/session); changes also need the header x-wenming"}},
             "schemas": {
                 "Problem": {"type": "object", "required": ["title", "status", "detail"], "properties": {
                     "type": {"type": "string"}, "title": {"type": "string"},
@@ -262,12 +336,17 @@ pub fn document(kpis: &[String]) -> Value {
                     "kpi": {"type": "string"}, "from": {"type": "string", "format": "date"}, "to": {"type": "string", "format": "date"},
                     "granularity": {"type": "string"}, "level": {"type": "string"}, "area": {"type": ["string", "null"]},
                     "compare": {"type": "string"},
+                    "data_from": {"type": ["string", "null"], "format": "date-time"},
+                    "data_through": {"type": ["string", "null"], "format": "date-time"},
                     "rows": {"type": "array", "items": {"type": "object", "required": ["period", "area", "value", "numerator", "denominator"],
                         "properties": {"period": {"type": "string", "format": "date"}, "area": {"type": "string"},
+                            "area_name": {"type": "string"}, "small_base": {"type": "boolean"},
                             "star": {"type": "integer"}, "rank": {"type": "integer"}, "volunteer_id": {"type": "string"},
                             "value": nullable_number, "numerator": nullable_number, "denominator": nullable_number,
                             "previous": nullable_number, "change": nullable_number}}}}},
                 "SqlRequest": {"type": "object", "required": ["sql"], "properties": {"sql": {"type": "string"}}, "additionalProperties": false},
+                "Login": {"type": "object", "properties": {"token": {"type": "string"}, "code": {"type": "string"}}, "additionalProperties": false,
+                    "description": "either a token or a one-time code"},
                 "EventBatch": {"type": "array", "maxItems": crate::routes::events::MAX_BATCH,
                     "description": "Events of the contract. Each is judged on its own: an item that is not a valid event (not even an object) is rejected in its result, and the others still go through.",
                     "items": {"description": "an event object"}},
