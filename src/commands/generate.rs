@@ -40,6 +40,10 @@ pub struct Args {
     /// Topic for --brokers.
     #[arg(long, default_value = "wenming.events", requires = "brokers")]
     topic: String,
+    /// Leave out the first N lines (resuming an interrupted stream: the same seed gives
+    /// the same lines).
+    #[arg(long, default_value_t = 0)]
+    skip_lines: u64,
     /// librdkafka properties for --brokers (`key=value`, repeatable).
     #[arg(
         short = 'X',
@@ -75,7 +79,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         ),
         None => Box::new(io::stdout().lock()),
     };
-    let out = BufWriter::with_capacity(4 << 20, sink);
+    let out = SkipLines::new(BufWriter::with_capacity(4 << 20, sink), args.skip_lines);
     let bar = super::progress::bar(0, "generating {bar:40} day {pos}/{len} {msg} ({eta})");
     let summary = wenming_synth::generate(&options, out, |p| {
         bar.set_length(p.days_total);
@@ -109,7 +113,7 @@ fn to_kafka(
     ))?;
     let bar = super::progress::bar(0, "generating {bar:40} day {pos}/{len} {msg} ({eta})");
     let summary = {
-        let out = LineWriter::new(&mut producer);
+        let out = SkipLines::new(LineWriter::new(&mut producer), args.skip_lines);
         wenming_synth::generate(options, out, |p| {
             bar.set_length(p.days_total);
             bar.set_position(p.days_done);
@@ -151,4 +155,53 @@ fn report(
         invalid,
         target.map(|t| format!(" → {t}")).unwrap_or_default(),
     );
+}
+
+/// A writer that drops the first `skip` lines it is given and passes the rest on.
+struct SkipLines<W> {
+    inner: W,
+    skip: u64,
+}
+
+impl<W: Write> SkipLines<W> {
+    fn new(inner: W, skip: u64) -> Self {
+        SkipLines { inner, skip }
+    }
+}
+
+impl<W: Write> Write for SkipLines<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut at = 0;
+        while self.skip > 0 && at < buf.len() {
+            match memchr::memchr(b'\n', &buf[at..]) {
+                Some(i) => {
+                    at += i + 1;
+                    self.skip -= 1;
+                }
+                None => return Ok(buf.len()),
+            }
+        }
+        if at < buf.len() {
+            self.inner.write_all(&buf[at..])?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn skipping_lines_keeps_the_rest_whole() {
+        let mut out = SkipLines::new(Vec::new(), 2);
+        for chunk in ["a\nb", "\nc\n", "d\n"] {
+            out.write_all(chunk.as_bytes()).unwrap();
+        }
+        assert_eq!(out.inner, b"c\nd\n");
+    }
 }

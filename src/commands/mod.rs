@@ -4,6 +4,7 @@ pub mod bench;
 pub mod bench_api;
 pub mod bench_kpi;
 pub mod broker;
+pub mod demo;
 pub mod generate;
 pub mod import;
 pub mod ingest;

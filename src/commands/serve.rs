@@ -81,7 +81,6 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let mut config = Config::default();
     config.server.listen = args.listen;
-    config.server.query_token = true;
     config.lake.path = args.data.join("lake");
     config.broker.data = args.data.join("broker");
     config.broker.listen = args.broker;
@@ -95,18 +94,21 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         role: "admin".into(),
         scope: "city".into(),
     });
-    run(
-        config,
-        Some(Demo {
-            token,
-            scale: args.scale,
-        }),
-    )
+    // The year that ends today, in the calendar's time zone.
+    let tz =
+        wenming_analytics::calendar::parse_tz(&config.analytics.tz).map_err(anyhow::Error::msg)?;
+    let today = chrono::Utc::now().with_timezone(&tz).date_naive();
+    std::fs::create_dir_all(&args.data)?;
+    let plan = super::demo::Plan::load_or_new(&args.data, &args.scale, today);
+    let data = std::fs::canonicalize(&args.data)?;
+    run(config, Some(Demo { token, plan, data }))
 }
 
 struct Demo {
     token: String,
-    scale: String,
+    plan: super::demo::Plan,
+    /// Where the demo keeps its data (absolute: the process changes directory).
+    data: PathBuf,
 }
 
 pub fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
@@ -123,7 +125,7 @@ pub fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
             let names: Vec<&str> = exports.exports.iter().map(|x| x.name.as_str()).collect();
             if names.is_empty() {
                 anyhow::anyhow!(
-                    "{e}: the settings configure no [[exports]] (README, \"Configuration\")"
+                    "{e}: the settings configure no [[exports]] (docs/api.md, \"Configuration\")"
                 )
             } else {
                 anyhow::anyhow!("{e}; the settings configure: {}", names.join(", "))
@@ -280,7 +282,9 @@ fn run(mut config: Config, demo: Option<Demo>) -> anyhow::Result<ExitCode> {
             analytics: analytics.clone(),
             tokens,
             attempts: Default::default(),
-            query_token: config.server.query_token,
+            sessions: Default::default(),
+            web: wenming_api::web::Web::new(),
+            stopping: shutdown_rx.clone(),
             sql_limits: SqlLimits {
                 timeout: std::time::Duration::from_secs(config.sql.timeout_secs.max(1)),
                 max_rows: config.sql.max_rows.max(1),
@@ -303,48 +307,34 @@ fn run(mut config: Config, demo: Option<Demo>) -> anyhow::Result<ExitCode> {
             errors: AtomicU64::new(0),
         });
         let no_tokens = state.tokens.is_empty();
-        let app = Application::build(&config.server.listen, state)
+        let app = Application::build(&config.server.listen, state.clone())
             .await
             .with_context(|| format!("cannot listen on {}", config.server.listen))?;
         let addr = app.local_addr()?;
         println!("api: http://{addr}   (GET /openapi.json lists the endpoints)");
         if no_tokens {
-            println!("note: no [[tokens]] configured, so every /v1 endpoint answers 401; see README (Configuration)");
+            println!("note: no [[tokens]] configured, so every /v1 endpoint answers 401; see docs/api.md (Configuration)");
         }
         if let Some(demo) = &demo {
-            println!("token: {}   (admin, city; valid for this run)", demo.token);
+            // A one-time code opens the dashboard logged in; the token itself never goes
+            // into a URL.
+            let entry = state.tokens.find(&demo.token).context("the demo's token")?.clone();
+            let code = state.sessions.code(entry);
+            println!("open:  http://{addr}/?code={code}   (the dashboard, logged in; the link works once)");
+            println!("token: {}   (admin, city; valid for this run: log in with it, or use it with curl)", demo.token);
             println!(
-                "open:  http://{addr}/v1/kpis/service_hours?from=2024-01-01&to=2024-12-31&granularity=month&level=street&access_token={}",
-                demo.token
+                "or:    curl -H 'Authorization: Bearer {}' 'http://{addr}/v1/kpis/participation_rate?from={}&to={}&level=district'",
+                demo.token, demo.plan.from, demo.plan.to
             );
-            println!(
-                "or:    curl -H 'Authorization: Bearer {}' 'http://{addr}/v1/kpis/participation_rate?from=2024-01-01&to=2024-12-31&level=district'",
-                demo.token
+            super::demo::stream(
+                demo.data.clone(),
+                config.lake.path.clone(),
+                demo.plan.clone(),
+                config.ingest.brokers.clone(),
+                config.ingest.topic.clone(),
+                ingest_metrics.clone(),
+                stop.clone(),
             );
-            let exe = std::env::current_exe()?;
-            let scale = demo.scale.clone();
-            let bootstrap = config.ingest.brokers.clone();
-            let topic = config.ingest.topic.clone();
-            println!("demo: streaming a generated {scale} network into {bootstrap} (numbers grow as it lands)");
-            let stopping = stop.clone();
-            std::thread::spawn(move || {
-                use std::os::unix::process::ExitStatusExt;
-                let status = std::process::Command::new(exe)
-                    .args(["generate", "--scale", &scale, "--seed", "7", "--brokers", &bootstrap, "--topic", &topic])
-                    .stdout(std::process::Stdio::null())
-                    .status();
-                match status {
-                    Ok(s) if s.success() => println!("demo: the whole stream is in the broker"),
-                    // Ctrl-C in a terminal reaches the generator too (same process
-                    // group), often before the demo itself has begun to stop: that is
-                    // the user stopping the demo, not a failure.
-                    Ok(s) if stopping.load(Ordering::Relaxed) || matches!(s.signal(), Some(libc::SIGINT | libc::SIGTERM)) => {
-                        eprintln!("demo: streaming stopped; running the demo again streams it anew, and what landed is not stored twice")
-                    }
-                    Ok(s) => eprintln!("demo: generating the stream failed ({s}); the API keeps serving what landed"),
-                    Err(e) => eprintln!("demo: cannot start the stream's generator: {e}"),
-                }
-            });
         }
         let shutdown = {
             let stop = stop.clone();
