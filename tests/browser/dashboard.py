@@ -138,6 +138,10 @@ def measure(url, token, rounds):
             css(d, "button[type=submit]")[0].click()
             wait(d, overview_done, 120)
             timings["login_to_overview"].append(time.time() - started)
+            if r == 0:
+                # What the first load transferred: the page, its assets and the answers.
+                transferred = d.execute_script(
+                    "return performance.getEntries().reduce((s, e) => s + (e.transferSize || 0), 0)")
             period = d.execute_script("return document.querySelector('input[name=period]').value")
             y, m = map(int, period.split("-"))
             back = (y * 12 + m - 1) - (r + 1)
@@ -160,7 +164,10 @@ def measure(url, token, rounds):
                     if kpi == "participation_rate":
                         timings[key].append(time.time() - started)
         median = lambda v: sorted(v)[len(v) // 2]
-        print(json.dumps({k: round(median(v), 3) for k, v in timings.items() if v}))
+        out = {k: round(median(v), 3) for k, v in timings.items() if v}
+        out["login_to_overview_first"] = round(timings["login_to_overview"][0], 3)
+        out["first_load_kb"] = round(transferred / 1024, 1)
+        print(json.dumps(out))
     finally:
         d.quit()
 
