@@ -298,11 +298,24 @@ impl Analytics {
         limits: &SqlLimits,
     ) -> Result<SqlResult, AnalyticsError> {
         let statement = sql::check_read_only(query)?;
+        let ctx = self.sql_session(scope, limits).await?;
+        sql::run_checked(&ctx, statement, limits).await
+    }
+
+    /// An analyst's session over the lake's current snapshot, restricted to `scope`,
+    /// within `limits`' memory (see `sql::session`): what `sql` runs a query in, and
+    /// what the Postgres wire plans and runs each statement in (`sql::plan`,
+    /// `sql::execute`), so that both meet the same walls.
+    pub async fn sql_session(
+        &self,
+        scope: &Scope,
+        limits: &SqlLimits,
+    ) -> Result<datafusion::prelude::SessionContext, AnalyticsError> {
         let snapshot = self.snapshot().await?;
         let units = self.scope_units(&snapshot, scope).await?;
         let ctx = sql::session(snapshot.runtime_with_memory(limits.memory_bytes)?, limits)?;
         snapshot.publish_into(&ctx, units).await?;
-        sql::run_checked(&ctx, statement, limits).await
+        Ok(ctx)
     }
 
     /// The units of `scope` for the wall (`None`: the city, no wall needed).

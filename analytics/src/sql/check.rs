@@ -17,10 +17,13 @@
 use std::ops::ControlFlow;
 
 use datafusion::sql::parser::{DFParserBuilder, Statement as DfStatement};
-use datafusion::sql::sqlparser::ast::{Expr, Query, Statement, Visit, Visitor};
+use datafusion::sql::sqlparser::ast::{
+    CopySource, CopyTarget, Expr, Query, Statement, Visit, Visitor,
+};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 
 use crate::error::AnalyticsError;
 
@@ -38,6 +41,65 @@ const CHECK_STACK_BYTES: usize = 256 << 20;
 
 /// Check `sql` and return its one statement, parsed.
 pub fn check(sql: &str) -> Result<DfStatement, AnalyticsError> {
+    on_check_thread(sql, parse_and_check)
+}
+
+/// Check a Postgres client's query text, which may hold several statements (the simple
+/// query protocol sends them in one message): each is parsed in Postgres' dialect, with
+/// the rewrites that let DataFusion answer clients' catalog queries (psql's `\d`,
+/// drivers' type lookups), and held to the same walls as `check`.
+pub fn check_postgres(sql: &str) -> Result<Vec<DfStatement>, AnalyticsError> {
+    on_check_thread(sql, |sql| {
+        count_structure(&GenericDialect {}, sql)?;
+        static PARSER: std::sync::LazyLock<PostgresCompatibilityParser> =
+            std::sync::LazyLock::new(PostgresCompatibilityParser::new);
+        let statements = PARSER
+            .parse(sql)
+            .map_err(|e| AnalyticsError::BadRequest(parse_error(&e.to_string())))?;
+        statements
+            .into_iter()
+            .map(|s| {
+                // What the Postgres wire answers itself, never the engine (see the
+                // wire's `session`): session commands, and `COPY (query) TO STDOUT`,
+                // whose query is checked as any.
+                let own = match &s {
+                    Statement::Set(_)
+                    | Statement::StartTransaction { .. }
+                    | Statement::Commit { .. }
+                    | Statement::Rollback { .. }
+                    | Statement::Savepoint { .. }
+                    | Statement::ReleaseSavepoint { .. }
+                    | Statement::Deallocate { .. }
+                    | Statement::Discard { .. } => true,
+                    Statement::Copy {
+                        source: CopySource::Query(q),
+                        to: true,
+                        target: CopyTarget::Stdout,
+                        ..
+                    } => {
+                        check_parsed(&DfStatement::Statement(Box::new(Statement::Query(
+                            q.clone(),
+                        ))))?;
+                        true
+                    }
+                    _ => false,
+                };
+                let s = DfStatement::Statement(Box::new(s));
+                if !own {
+                    check_parsed(&s)?;
+                }
+                Ok(s)
+            })
+            .collect()
+    })
+}
+
+/// Run `work` on a thread with a stack of its own, so that the stack a parse needs does
+/// not depend on the caller's thread.
+fn on_check_thread<T: Send + 'static>(
+    sql: &str,
+    work: impl FnOnce(&str) -> Result<T, AnalyticsError> + Send + 'static,
+) -> Result<T, AnalyticsError> {
     if sql.len() > MAX_SQL_BYTES {
         return Err(AnalyticsError::Refused(format!(
             "the SQL is {} bytes long; the limit is {MAX_SQL_BYTES} (1 MiB)",
@@ -45,12 +107,10 @@ pub fn check(sql: &str) -> Result<DfStatement, AnalyticsError> {
         )));
     }
     let sql = sql.to_string();
-    // A thread of its own, so that the stack the parse needs does not depend on the
-    // caller's thread.
     std::thread::Builder::new()
         .name("wenming-sql-check".into())
         .stack_size(CHECK_STACK_BYTES)
-        .spawn(move || parse_and_check(&sql))
+        .spawn(move || work(&sql))
         .map_err(|e| AnalyticsError::BadRequest(format!("cannot check the SQL: {e}")))?
         .join()
         .unwrap_or_else(|_| {
@@ -60,9 +120,12 @@ pub fn check(sql: &str) -> Result<DfStatement, AnalyticsError> {
         })
 }
 
-fn parse_and_check(sql: &str) -> Result<DfStatement, AnalyticsError> {
-    let dialect = GenericDialect {};
-    let tokens = Tokenizer::new(&dialect, sql)
+/// The tokens of `sql`, refused when they hold too many operators, keywords and brackets.
+fn count_structure(
+    dialect: &dyn datafusion::sql::sqlparser::dialect::Dialect,
+    sql: &str,
+) -> Result<Vec<datafusion::sql::sqlparser::tokenizer::TokenWithSpan>, AnalyticsError> {
+    let tokens = Tokenizer::new(dialect, sql)
         .tokenize_with_location()
         .map_err(|e| AnalyticsError::BadRequest(format!("cannot read the SQL: {e}")))?;
     let structure = tokens.iter().filter(|t| is_structure(&t.token)).count();
@@ -72,6 +135,11 @@ fn parse_and_check(sql: &str) -> Result<DfStatement, AnalyticsError> {
              {MAX_STRUCTURE_TOKENS}: shorten it (a long OR chain of equalities is an IN (...) list)"
         )));
     }
+    Ok(tokens)
+}
+
+fn parse_and_check(sql: &str) -> Result<DfStatement, AnalyticsError> {
+    let tokens = count_structure(&GenericDialect {}, sql)?;
     let mut statements = DFParserBuilder::new(tokens)
         .with_recursion_limit(PARSER_RECURSION_LIMIT)
         .build()
@@ -84,15 +152,21 @@ fn parse_and_check(sql: &str) -> Result<DfStatement, AnalyticsError> {
         )));
     }
     let statement = statements.pop_front().expect("one statement");
-    check_statement(&statement)?;
-    let depth = depth_of(&statement);
+    check_parsed(&statement)?;
+    Ok(statement)
+}
+
+/// A parsed statement must read only, and nest no deeper than `MAX_DEPTH`.
+fn check_parsed(statement: &DfStatement) -> Result<(), AnalyticsError> {
+    check_statement(statement)?;
+    let depth = depth_of(statement);
     if depth > MAX_DEPTH {
         return Err(AnalyticsError::Refused(format!(
             "expressions in the SQL nest or chain {depth} deep; the limit is {MAX_DEPTH}: \
              split the query (a long OR chain of equalities is an IN (...) list)"
         )));
     }
-    Ok(statement)
+    Ok(())
 }
 
 /// The parser's errors as a sentence: `sqlparser` writes "sql parser error: Expected: …".
@@ -187,12 +261,17 @@ fn depth_of(statement: &DfStatement) -> usize {
 fn check_statement(s: &DfStatement) -> Result<(), AnalyticsError> {
     let refuse = |what: &str| {
         Err(AnalyticsError::Refused(format!(
-            "{what} is not allowed: only read-only queries (SELECT, WITH, EXPLAIN) over the published tables"
+            "{what} is not allowed: only read-only queries (SELECT, WITH, EXPLAIN, SHOW, DESCRIBE) over the published tables"
         )))
     };
     match s {
         DfStatement::Statement(st) => match st.as_ref() {
-            Statement::Query(_) => Ok(()),
+            // Reading the catalog: the tables, their columns, the engine's settings.
+            Statement::Query(_)
+            | Statement::ShowTables { .. }
+            | Statement::ShowColumns { .. }
+            | Statement::ExplainTable { .. }
+            | Statement::ShowVariable { .. } => Ok(()),
             Statement::Explain { statement, .. } => match statement.as_ref() {
                 Statement::Query(_) => Ok(()),
                 _ => refuse("EXPLAIN of a statement other than a query"),

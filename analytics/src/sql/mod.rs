@@ -16,6 +16,7 @@
 //!    the future (a client hanging up) cancels it.
 
 pub mod bounded;
+mod catalog;
 pub mod check;
 
 use std::sync::Arc;
@@ -23,12 +24,14 @@ use std::time::Duration;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
+use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::context::SQLOptions;
 use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use futures::StreamExt;
 
-pub use check::check as check_read_only;
+pub use check::{check as check_read_only, check_postgres};
 
 use crate::error::AnalyticsError;
 
@@ -98,23 +101,175 @@ impl SqlResult {
     }
 }
 
+/// The database analysts' clients see (Postgres' `current_database()`), and the catalog
+/// the published tables live in (schema `public`).
+pub const DATABASE: &str = "wenming";
+
 /// An analyst's session on `runtime` (which carries the query's memory pool), with the
-/// bounded functions; the caller publishes the tables into it
-/// (`Snapshot::publish_into`).
+/// bounded functions, `information_schema` and a `pg_catalog` for Postgres clients; the
+/// caller publishes the tables into it (`Snapshot::publish_into`). Both catalogs list
+/// what the session holds, so they are as scoped as the tables.
 pub fn session(
     runtime: Arc<RuntimeEnv>,
     limits: &SqlLimits,
 ) -> Result<SessionContext, AnalyticsError> {
-    let mut config = SessionConfig::new().with_information_schema(false);
+    let mut config = SessionConfig::new()
+        .with_information_schema(true)
+        .with_default_catalog_and_schema(DATABASE, "public");
     // A recursive CTE can run and grow without end; analysts have the unit tree's
     // district and street codes as columns instead.
     config.options_mut().execution.enable_recursive_ctes = false;
     let ctx = SessionContext::new_with_config_rt(config, runtime);
+    if let Some(own) = ctx.catalog(DATABASE) {
+        ctx.register_catalog(DATABASE, Arc::new(catalog::SortedCatalog(own)));
+    }
+    datafusion_pg_catalog::setup_pg_catalog(
+        &ctx,
+        DATABASE,
+        datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider,
+    )
+    .map_err(|e| AnalyticsError::Query(*e))?;
+    ctx.register_udf(version_udf());
+    ctx.register_udf(to_regtype_udf());
+    // Asked by SQLAlchemy's inspector of every column: no column has a sequence, and
+    // every collation is visible.
+    {
+        use arrow::datatypes::DataType::{Int32, Utf8};
+        use datafusion::scalar::ScalarValue;
+        ctx.register_udf(constant_udf(
+            "pg_get_serial_sequence",
+            vec![Utf8, Utf8],
+            ScalarValue::Utf8(None),
+        ));
+        ctx.register_udf(constant_udf(
+            "pg_collation_is_visible",
+            vec![Int32],
+            ScalarValue::Boolean(Some(true)),
+        ));
+    }
     bounded::install(
         &ctx,
         bounded::Budget::new(limits.memory_bytes as u64, limits.value_budget()),
     )?;
     Ok(ctx)
+}
+
+/// A catalog function that answers the same for any arguments on this server.
+fn constant_udf(
+    name: &str,
+    args: Vec<arrow::datatypes::DataType>,
+    value: datafusion::scalar::ScalarValue,
+) -> datafusion::logical_expr::ScalarUDF {
+    use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
+    create_udf(
+        name,
+        args,
+        value.data_type(),
+        Volatility::Immutable,
+        Arc::new(move |_: &[ColumnarValue]| Ok(ColumnarValue::Scalar(value.clone()))),
+    )
+}
+
+/// `to_regtype(name)`: the oid of a built-in type by name, NULL for a type this server
+/// does not have (psycopg asks for `hstore` this way when SQLAlchemy connects).
+fn to_regtype_udf() -> datafusion::logical_expr::ScalarUDF {
+    use arrow::array::{Array, Int32Array, StringArray};
+    use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
+    let oid = |name: &str| -> Option<i32> {
+        Some(match name.trim().to_lowercase().as_str() {
+            "bool" | "boolean" => 16,
+            "int8" | "bigint" => 20,
+            "int2" | "smallint" => 21,
+            "int4" | "integer" | "int" => 23,
+            "text" => 25,
+            "json" => 114,
+            "float4" | "real" => 700,
+            "float8" | "double precision" => 701,
+            "varchar" | "character varying" => 1043,
+            "date" => 1082,
+            "timestamp" | "timestamp without time zone" => 1114,
+            "timestamptz" | "timestamp with time zone" => 1184,
+            "interval" => 1186,
+            "numeric" => 1700,
+            "uuid" => 2950,
+            "jsonb" => 3802,
+            _ => return None,
+        })
+    };
+    create_udf(
+        "to_regtype",
+        vec![arrow::datatypes::DataType::Utf8],
+        arrow::datatypes::DataType::Int32,
+        Volatility::Immutable,
+        Arc::new(move |args: &[ColumnarValue]| {
+            let arrays = ColumnarValue::values_to_arrays(args)?;
+            let names = arrays[0]
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .ok_or_else(|| {
+                    datafusion::error::DataFusionError::Plan("to_regtype takes a type name".into())
+                })?;
+            let oids: Int32Array = (0..names.len())
+                .map(|i| (!names.is_null(i)).then(|| oid(names.value(i))).flatten())
+                .collect();
+            Ok(ColumnarValue::Array(Arc::new(oids)))
+        }),
+    )
+}
+
+/// `version()` as Postgres clients read it: SQLAlchemy and others parse "PostgreSQL
+/// X.Y" out of it to choose their dialect.
+fn version_udf() -> datafusion::logical_expr::ScalarUDF {
+    use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
+    use datafusion::scalar::ScalarValue;
+    let text = format!(
+        "PostgreSQL 16.6 (wenming {} on Apache DataFusion {})",
+        env!("CARGO_PKG_VERSION"),
+        datafusion::DATAFUSION_VERSION
+    );
+    create_udf(
+        "version",
+        vec![],
+        arrow::datatypes::DataType::Utf8,
+        Volatility::Immutable,
+        Arc::new(move |_: &[ColumnarValue]| {
+            Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(text.clone()))))
+        }),
+    )
+}
+
+/// Plan a statement `check` let through, in `ctx` (a `session`): refused if it would
+/// change anything. A table that is not there is named with the tables that are.
+pub async fn plan(
+    ctx: &SessionContext,
+    statement: datafusion::sql::parser::Statement,
+) -> Result<LogicalPlan, AnalyticsError> {
+    let options = SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false);
+    let plan = ctx
+        .state()
+        .statement_to_plan(statement)
+        .await
+        .map_err(|e| plan_error(ctx, e))?;
+    options.verify_plan(&plan).map_err(|e| plan_error(ctx, e))?;
+    Ok(plan)
+}
+
+/// Start running `plan` in `ctx`: its batches as they come (nothing is held whole).
+/// Dropping the stream stops the work.
+pub async fn execute(
+    ctx: &SessionContext,
+    plan: LogicalPlan,
+) -> Result<SendableRecordBatchStream, AnalyticsError> {
+    let df = ctx
+        .execute_logical_plan(plan)
+        .await
+        .map_err(|e| plan_error(ctx, e))?;
+    df.execute_stream()
+        .await
+        .map_err(|e| limit_error(AnalyticsError::Query(e)))
 }
 
 /// Run one read-only query within `limits`, in `ctx` (a `session`).
@@ -132,20 +287,10 @@ pub async fn run_checked(
     statement: datafusion::sql::parser::Statement,
     limits: &SqlLimits,
 ) -> Result<SqlResult, AnalyticsError> {
-    let options = SQLOptions::new()
-        .with_allow_ddl(false)
-        .with_allow_dml(false)
-        .with_allow_statements(false);
     let work = async {
-        let plan = ctx
-            .state()
-            .statement_to_plan(statement)
-            .await
-            .map_err(plan_error)?;
-        options.verify_plan(&plan).map_err(plan_error)?;
-        let df = ctx.execute_logical_plan(plan).await.map_err(plan_error)?;
-        let schema: SchemaRef = df.schema().as_arrow().clone().into();
-        let mut stream = df.execute_stream().await?;
+        let plan = plan(ctx, statement).await?;
+        let schema: SchemaRef = plan.schema().as_arrow().clone().into();
+        let mut stream = execute(ctx, plan).await?;
         let mut batches = Vec::new();
         let (mut rows, mut bytes) = (0usize, 0usize);
         let mut truncated = None;
@@ -213,9 +358,16 @@ fn arrow_error_of_the_query(
 }
 
 /// Planning errors are the caller's: a table or column not found, a type mismatch.
-fn plan_error(e: datafusion::error::DataFusionError) -> AnalyticsError {
+fn plan_error(ctx: &SessionContext, e: datafusion::error::DataFusionError) -> AnalyticsError {
     use datafusion::error::DataFusionError as E;
     match e.find_root() {
+        E::Plan(m) if m.contains("not found") && m.starts_with("table ") => {
+            AnalyticsError::BadRequest(format!(
+                "{}; the tables are: {}",
+                e.find_root(),
+                table_names(ctx).join(", ")
+            ))
+        }
         E::Plan(_) | E::SQL(..) | E::SchemaError(..) | E::NotImplemented(_) => {
             AnalyticsError::BadRequest(format!("{}", e.find_root()))
         }
@@ -223,10 +375,21 @@ fn plan_error(e: datafusion::error::DataFusionError) -> AnalyticsError {
     }
 }
 
+/// The tables and views of the session's own schema (`public`), sorted.
+pub fn table_names(ctx: &SessionContext) -> Vec<String> {
+    let mut names = ctx
+        .catalog(DATABASE)
+        .and_then(|c| c.schema("public"))
+        .map(|s| s.table_names())
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
 /// What went wrong while the query ran, said to the analyst when it is the query's own
 /// doing: a limit reached, or its expressions failing on its rows (a division by zero, a
 /// bad cast). Failures of the lake (I/O, internal errors) stay ours.
-pub(crate) fn limit_error(e: AnalyticsError) -> AnalyticsError {
+pub fn limit_error(e: AnalyticsError) -> AnalyticsError {
     use datafusion::error::DataFusionError as E;
     let AnalyticsError::Query(q) = e else {
         return e;
