@@ -162,7 +162,7 @@ impl Attempts {
         (*n >= Self::MAX_FAILURES).then_some(left)
     }
 
-    fn failed(&self, client: std::net::IpAddr) {
+    pub fn fail(&self, client: std::net::IpAddr) {
         let mut map = self.by_client.lock().expect("not poisoned");
         if map.len() > 100_000 {
             map.retain(|_, (since, _)| since.elapsed() < Self::WINDOW);
@@ -300,7 +300,7 @@ impl crate::app::AppState {
             Some(entry) => Ok(entry.clone()),
             None => {
                 if let Some(c) = client {
-                    self.attempts.failed(c);
+                    self.attempts.fail(c);
                 }
                 Err(ApiError::unauthorized("unknown token"))
             }

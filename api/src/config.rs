@@ -28,6 +28,7 @@ pub struct Config {
     pub broker: Broker,
     pub analytics: AnalyticsConfig,
     pub sql: Sql,
+    pub postgres: Postgres,
     pub kpi: KpiConfig,
     pub exports_settings: ExportsSettings,
     pub tokens: Vec<TokenConfig>,
@@ -149,6 +150,21 @@ impl Default for Sql {
             per_token: 2,
         }
     }
+}
+
+/// The Postgres wire (`docs/postgres.md`): off unless `listen` is set.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Postgres {
+    /// host:port, e.g. "127.0.0.1:5433"; absent: no Postgres listener.
+    pub listen: Option<String>,
+    /// PEM certificate chain and private key: with both, clients connect with TLS
+    /// (sslmode=require).
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Listen beyond loopback without TLS (tokens cross the network in clear): refused
+    /// at start unless this is true.
+    pub allow_plaintext: bool,
 }
 
 /// The limits of KPI questions (cached answers cost nothing and are not counted).

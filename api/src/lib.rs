@@ -27,6 +27,7 @@ pub mod cron;
 pub mod error;
 pub mod exports;
 pub mod gateway;
+pub mod postgres;
 pub mod routes;
 pub mod session;
 pub mod slots;

@@ -41,6 +41,9 @@ pub struct DemoArgs {
     /// Scale of the generated network streamed in (tiny, district, city).
     #[arg(long, default_value = "district")]
     scale: String,
+    /// Listen address of the Postgres wire (psql, DBeaver, Python).
+    #[arg(long, default_value = "127.0.0.1:5433")]
+    postgres: String,
 }
 
 #[derive(clap::Args)]
@@ -84,6 +87,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     config.lake.path = args.data.join("lake");
     config.broker.data = args.data.join("broker");
     config.broker.listen = args.broker;
+    config.postgres.listen = Some(args.postgres);
     config.ingest.brokers = String::new();
     config.ingest.enabled = true;
     // A fresh admin token for this run, printed once.
@@ -312,6 +316,25 @@ fn run(mut config: Config, demo: Option<Demo>) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("cannot listen on {}", config.server.listen))?;
         let addr = app.local_addr()?;
         println!("api: http://{addr}   (GET /openapi.json lists the endpoints)");
+        let postgres = match &config.postgres.listen {
+            Some(listen) => {
+                let settings = wenming_api::postgres::Settings {
+                    listen: listen.clone(),
+                    tls: config.postgres.tls_cert.clone().zip(config.postgres.tls_key.clone()),
+                    allow_plaintext: config.postgres.allow_plaintext,
+                    tz: config.analytics.tz.clone(),
+                };
+                if config.postgres.tls_cert.is_some() != config.postgres.tls_key.is_some() {
+                    anyhow::bail!("[postgres] tls_cert and tls_key go together: set both, or neither");
+                }
+                let listener = wenming_api::postgres::Listener::bind(&settings).await?;
+                let pg = listener.addr;
+                println!("postgres: {pg}   (psql \"host={} port={} dbname=wenming user=NAME password=TOKEN\")", pg.ip(), pg.port());
+                tokio::spawn(listener.serve(state.clone(), settings));
+                Some(pg)
+            }
+            None => None,
+        };
         if no_tokens {
             println!("note: no [[tokens]] configured, so every /v1 endpoint answers 401; see docs/api.md (Configuration)");
         }
@@ -326,6 +349,14 @@ fn run(mut config: Config, demo: Option<Demo>) -> anyhow::Result<ExitCode> {
                 "or:    curl -H 'Authorization: Bearer {}' 'http://{addr}/v1/kpis/participation_rate?from={}&to={}&level=district'",
                 demo.token, demo.plan.from, demo.plan.to
             );
+            if let Some(pg) = postgres {
+                println!(
+                    "or:    psql \"host={} port={} dbname=wenming user=demo password={}\"",
+                    pg.ip(),
+                    pg.port(),
+                    demo.token
+                );
+            }
             super::demo::stream(
                 demo.data.clone(),
                 config.lake.path.clone(),
