@@ -407,8 +407,8 @@ fn sql_attacks_are_refused_and_slow_queries_cancelled() {
             400,
             "",
         ),
-        ("SELECT * FROM information_schema.tables", 400, ""),
         ("SELECT * FROM datafusion.public.q_area", 400, ""),
+        ("SELECT * FROM wenming.public.q_area", 400, "the tables are"),
         ("SELECT * FROM wm_scope_units", 400, ""),
         ("SELECT 1; SELECT 2", 403, "one statement"),
         ("SELEC nonsense", 400, "parse"),
@@ -417,6 +417,28 @@ fn sql_attacks_are_refused_and_slow_queries_cancelled() {
         assert_eq!(got, status, "{q}: {body}");
         let detail = body["detail"].as_str().unwrap_or("");
         assert!(detail.contains(says), "{q}: {detail}");
+    }
+    // The catalog answers, and lists the published tables only.
+    let (got, body) = sql(
+        a,
+        "d5-analyst",
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY table_name",
+    );
+    assert_eq!(got, 200, "{body}");
+    let names: Vec<&str> = body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["table_name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"units") && names.contains(&"service_events"),
+        "{names:?}"
+    );
+    assert_eq!(names.len(), 20, "ten raw tables and ten views: {names:?}");
+    for q in ["SHOW TABLES", "DESCRIBE units", "SHOW COLUMNS FROM units"] {
+        let (got, body) = sql(a, "d5-analyst", q);
+        assert_eq!(got, 200, "{q}: {body}");
     }
     // Reaching around the scope: subqueries, joins and unions all see only 330205.
     for q in [

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::{ok, wenming};
 
@@ -15,6 +15,8 @@ use super::{ok, wenming};
 pub struct Server {
     child: Child,
     pub addr: String,
+    /// The Postgres wire's address, when the config has `[postgres]`.
+    pub postgres: Option<String>,
     pub dir: PathBuf,
     _dir: tempfile::TempDir,
     client: reqwest::blocking::Client,
@@ -89,17 +91,26 @@ impl Server {
             .unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let deadline = Instant::now() + Duration::from_secs(60);
-        let addr = loop {
+        let wants_postgres = std::fs::read_to_string(path.join("wenming.toml"))
+            .unwrap()
+            .contains("[postgres]");
+        let (mut addr, mut postgres) = (None, None);
+        while addr.is_none() || (wants_postgres && postgres.is_none()) {
             assert!(Instant::now() < deadline, "serve did not print its address");
             let line = lines.next().expect("serve exited").unwrap();
+            let word = |rest: &str| rest.split_whitespace().next().unwrap().to_string();
             if let Some(rest) = line.strip_prefix("api: http://") {
-                break rest.split_whitespace().next().unwrap().to_string();
+                addr = Some(word(rest));
+            } else if let Some(rest) = line.strip_prefix("postgres: ") {
+                postgres = Some(word(rest));
             }
-        };
+        }
+        let addr = addr.unwrap();
         std::thread::spawn(move || for _ in lines {});
         Server {
             child,
             addr,
+            postgres,
             dir: path,
             _dir: dir,
             client: reqwest::blocking::Client::builder()
@@ -190,4 +201,74 @@ pub fn ndjson(events: &[(&str, &str, &str, Value)], first_id: u64) -> String {
 
 pub fn path_str(p: &Path) -> &str {
     p.to_str().unwrap()
+}
+
+pub const HOSTILE: &str = r#"<img src=x onerror="window.__xss=1">"#;
+
+/// 鄞州区: a centre, a street institute, two stations (one named like an attack), each
+/// with activities, check-ins and service in January and February 2024.
+pub fn other_district() -> String {
+    let reg = "2023-12-01T09:00:00+08:00";
+    let mut ev = vec![
+        (
+            "unit.registered",
+            reg.to_string(),
+            "C330212".to_string(),
+            json!({"level": "center", "name": "鄞州区新时代文明实践中心", "area_code": "330212000000"}),
+        ),
+        (
+            "unit.registered",
+            reg.to_string(),
+            "I330212001".to_string(),
+            json!({"level": "institute", "name": "东柳街道新时代文明实践所", "area_code": "330212001000", "parent_id": "C330212"}),
+        ),
+    ];
+    for (i, (id, name)) in [
+        ("S330212001001", HOSTILE),
+        ("S330212001002", "东柳社区新时代文明实践站"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        ev.push((
+            "unit.registered",
+            reg.to_string(),
+            id.to_string(),
+            json!({"level": "station", "name": name, "area_code": format!("33021200100{}", i + 1), "parent_id": "I330212001", "residents": 3000}),
+        ));
+        ev.push((
+            "volunteer.registered",
+            reg.to_string(),
+            id.to_string(),
+            json!({"volunteer_id": format!("VB-{i}")}),
+        ));
+        for month in [1, 2] {
+            let at =
+                |day: u32, hour: u32| format!("2024-{month:02}-{day:02}T{hour:02}:00:00+08:00");
+            let activity = format!("AB-{i}-{month}");
+            ev.push((
+                "activity.published",
+                at(1, 9),
+                id.to_string(),
+                json!({"activity_id": activity, "category": "culture", "title": "讲座", "starts_at": at(10, 9), "ends_at": at(10, 11)}),
+            ));
+            ev.push((
+                "attendance.checked_in",
+                at(10, 9),
+                id.to_string(),
+                json!({"activity_id": activity, "person_id": format!("PB-{i}"), "role": "resident", "method": "scan"}),
+            ));
+            ev.push((
+                "service.recorded",
+                at(10, 12),
+                id.to_string(),
+                json!({"record_id": format!("RB-{i}-{month}"), "volunteer_id": format!("VB-{i}"), "started_at": at(10, 9), "ended_at": at(10, 11), "minutes": 120}),
+            ));
+        }
+    }
+    let events: Vec<(&str, &str, &str, serde_json::Value)> = ev
+        .iter()
+        .map(|(t, at, u, d)| (*t, at.as_str(), u.as_str(), d.clone()))
+        .collect();
+    ndjson(&events, 0xB000)
 }
