@@ -917,7 +917,13 @@ fn events_gateway_publishes_within_scope_and_ingest_stores_them() {
 fn demo_command(dir: &Path, scale: &str) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_wenming"));
     cmd.args(["demo", "--scale", scale, "--listen", "127.0.0.1:0"])
-        .args(["--broker", "127.0.0.1:0", "--postgres", "127.0.0.1:0", "--data"])
+        .args([
+            "--broker",
+            "127.0.0.1:0",
+            "--postgres",
+            "127.0.0.1:0",
+            "--data",
+        ])
         .arg(dir.join("data"))
         .current_dir(dir)
         .stdout(Stdio::piped());

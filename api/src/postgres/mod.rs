@@ -66,8 +66,11 @@ pub struct Connection {
     pub timeout: Mutex<Duration>,
     current: Mutex<CancellationToken>,
     registry: Weak<Registry>,
-    key: (i32, Vec<u8>),
+    key: CancelKey,
 }
+
+/// A connection's process id and secret key, as a CancelRequest names it.
+type CancelKey = (i32, Vec<u8>);
 
 impl Connection {
     /// A fresh cancel token for the statement about to run.
@@ -90,7 +93,7 @@ impl Drop for Connection {
 /// on a connection of their own).
 #[derive(Default)]
 pub struct Registry {
-    by_key: Mutex<HashMap<(i32, Vec<u8>), Weak<Connection>>>,
+    by_key: Mutex<HashMap<CancelKey, Weak<Connection>>>,
 }
 
 impl Registry {
