@@ -63,14 +63,7 @@ pub fn check_postgres(sql: &str) -> Result<Vec<DfStatement>, AnalyticsError> {
                 // wire's `session`): session commands, and `COPY (query) TO STDOUT`,
                 // whose query is checked as any.
                 let own = match &s {
-                    Statement::Set(_)
-                    | Statement::StartTransaction { .. }
-                    | Statement::Commit { .. }
-                    | Statement::Rollback { .. }
-                    | Statement::Savepoint { .. }
-                    | Statement::ReleaseSavepoint { .. }
-                    | Statement::Deallocate { .. }
-                    | Statement::Discard { .. } => true,
+                    s if is_session_command(s) => true,
                     Statement::Copy {
                         source: CopySource::Query(q),
                         to: true,
@@ -92,6 +85,22 @@ pub fn check_postgres(sql: &str) -> Result<Vec<DfStatement>, AnalyticsError> {
             })
             .collect()
     })
+}
+
+/// A session command a Postgres client sends on its own, which the wire answers and the
+/// engine never sees: `SET`, transactions and savepoints, `DEALLOCATE`, `DISCARD`.
+pub fn is_session_command(s: &Statement) -> bool {
+    matches!(
+        s,
+        Statement::Set(_)
+            | Statement::StartTransaction { .. }
+            | Statement::Commit { .. }
+            | Statement::Rollback { .. }
+            | Statement::Savepoint { .. }
+            | Statement::ReleaseSavepoint { .. }
+            | Statement::Deallocate { .. }
+            | Statement::Discard { .. }
+    )
 }
 
 /// Run `work` on a thread with a stack of its own, so that the stack a parse needs does

@@ -450,18 +450,9 @@ impl QueryParser for Parser {
             return Ok(None);
         };
         let is_engine_query = match &statement {
-            DfStatement::Statement(s) => !matches!(
-                s.as_ref(),
-                Statement::Set(_)
-                    | Statement::StartTransaction { .. }
-                    | Statement::Commit { .. }
-                    | Statement::Rollback { .. }
-                    | Statement::Savepoint { .. }
-                    | Statement::ReleaseSavepoint { .. }
-                    | Statement::Deallocate { .. }
-                    | Statement::Discard { .. }
-                    | Statement::Copy { .. }
-            ),
+            DfStatement::Statement(s) => {
+                !(sql::check::is_session_command(s) || matches!(s.as_ref(), Statement::Copy { .. }))
+            }
             _ => true,
         };
         if !is_engine_query {
