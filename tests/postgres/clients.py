@@ -114,9 +114,18 @@ def main():
             c.rollback()
             assert time.time() - started < 20, "cancelled at once"
             assert c.execute("SELECT 1").fetchone() == (1,)
-        # The statement timeout over the extended protocol is not yet honoured (a
-        # known gap, open in issue 28); tests/postgres.rs tests it over psql's simple
-        # protocol.
+        # The statement timeout, lowered by the client, over the extended protocol.
+        with psycopg.connect(dsn) as c:
+            c.execute("SET statement_timeout = '500ms'")
+            started = time.time()
+            try:
+                c.execute(runaway)
+                raise AssertionError("the runaway finished")
+            except psycopg.errors.QueryCanceled as e:
+                assert "statement timeout" in str(e), str(e)
+            c.rollback()
+            assert time.time() - started < 20, "timed out at once"
+            assert c.execute("SELECT 1").fetchone() == (1,)
 
     def runaways_of_one_token_leave_others_answering():
         runaway = "SELECT count(*) FROM service_events a, service_events b, service_events c"
@@ -148,7 +157,7 @@ def main():
     check("asyncpg: binary formats", asyncpg_binary_formats)
     check("SQLAlchemy + pandas read_sql, inspector table names", sqlalchemy_and_pandas)
     check("another district's analyst sees its own rows only", another_scope_sees_other_rows)
-    check("CancelRequest stops the query", cancel_stops_the_query_and_frees_its_slot)
+    check("CancelRequest and statement_timeout stop the query", cancel_stops_the_query_and_frees_its_slot)
     check("20 runaways of one token leave another token answering", runaways_of_one_token_leave_others_answering)
 
 

@@ -18,6 +18,7 @@
 pub mod bounded;
 mod catalog;
 pub mod check;
+mod yielding;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +28,7 @@ use arrow::datatypes::SchemaRef;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::context::SQLOptions;
 use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use futures::StreamExt;
@@ -119,7 +121,13 @@ pub fn session(
     // A recursive CTE can run and grow without end; analysts have the unit tree's
     // district and street codes as columns instead.
     config.options_mut().execution.enable_recursive_ctes = false;
-    let ctx = SessionContext::new_with_config_rt(config, runtime);
+    let state = SessionStateBuilder::new()
+        .with_config(config)
+        .with_runtime_env(runtime)
+        .with_default_features()
+        .with_physical_optimizer_rule(Arc::new(yielding::YieldAboveJoins))
+        .build();
+    let ctx = SessionContext::new_with_state(state);
     if let Some(own) = ctx.catalog(DATABASE) {
         ctx.register_catalog(DATABASE, Arc::new(catalog::SortedCatalog(own)));
     }
