@@ -87,8 +87,26 @@ def main():
         frame = pandas.read_sql(QUERY, engine)
         rows = [tuple(r) for r in frame.itertuples(index=False)]
         assert rows == expected, (rows, expected)
-        names = sqlalchemy.inspect(engine).get_table_names()
+        inspector = sqlalchemy.inspect(engine)
+        names = inspector.get_table_names()
         assert "service_events" in names, names
+        assert "service_records" in inspector.get_view_names()
+        columns = {c["name"]: c for c in inspector.get_columns("service_records")}
+        assert isinstance(columns["minutes"]["type"], sqlalchemy.BigInteger), columns["minutes"]
+        assert columns["started_at"]["type"].timezone, columns["started_at"]
+        assert inspector.get_pk_constraint("service_records")["constrained_columns"] == []
+        assert inspector.get_indexes("service_records") == []
+        assert inspector.get_unique_constraints("service_records") == []
+        assert inspector.get_foreign_keys("service_records") == []
+        # Reflection, then a query built by SQLAlchemy Core on the reflected table.
+        table = sqlalchemy.Table("service_records", sqlalchemy.MetaData(), autoload_with=engine)
+        query = (sqlalchemy.select(table.c.unit_id, sqlalchemy.func.count().label("n"))
+                 .group_by(table.c.unit_id).order_by(table.c.unit_id))
+        with engine.connect() as c:
+            assert [tuple(r) for r in c.execute(query)] == expected
+        everything = sqlalchemy.MetaData()
+        everything.reflect(engine, views=True)
+        assert set(everything.tables) == set(names) | set(inspector.get_view_names())
         engine.dispose()
 
     def another_scope_sees_other_rows():
@@ -155,7 +173,7 @@ def main():
 
     check("psycopg: rows equal POST /v1/sql, server-side parameters, types, SQLSTATEs", psycopg_with_server_side_parameters)
     check("asyncpg: binary formats", asyncpg_binary_formats)
-    check("SQLAlchemy + pandas read_sql, inspector table names", sqlalchemy_and_pandas)
+    check("SQLAlchemy: pandas read_sql, the inspector, reflection", sqlalchemy_and_pandas)
     check("another district's analyst sees its own rows only", another_scope_sees_other_rows)
     check("CancelRequest and statement_timeout stop the query", cancel_stops_the_query_and_frees_its_slot)
     check("20 runaways of one token leave another token answering", runaways_of_one_token_leave_others_answering)

@@ -145,6 +145,7 @@ const GROWING: &[(&str, Growth)] = &[
     ("array_replace_all", Growth::ReplaceAll),
     ("array_to_string", Growth::Join),
     ("string_to_array", Growth::Sum(17)),
+    ("json_build_object", Growth::Sum(6)),
     ("struct", Growth::Sum(1)),
     ("named_struct", Growth::Sum(1)),
     ("map", Growth::Sum(1)),

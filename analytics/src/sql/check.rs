@@ -58,7 +58,8 @@ pub fn check_postgres(sql: &str) -> Result<Vec<DfStatement>, AnalyticsError> {
             .map_err(|e| AnalyticsError::BadRequest(parse_error(&e.to_string())))?;
         statements
             .into_iter()
-            .map(|s| {
+            .map(|mut s| {
+                super::pg_compat::rewrite(&mut s);
                 // What the Postgres wire answers itself, never the engine (see the
                 // wire's `session`): session commands, and `COPY (query) TO STDOUT`,
                 // whose query is checked as any.

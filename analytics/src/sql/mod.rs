@@ -18,6 +18,7 @@
 pub mod bounded;
 mod catalog;
 pub mod check;
+pub mod pg_compat;
 mod yielding;
 
 use std::sync::Arc;
@@ -131,119 +132,12 @@ pub fn session(
     if let Some(own) = ctx.catalog(DATABASE) {
         ctx.register_catalog(DATABASE, Arc::new(catalog::SortedCatalog(own)));
     }
-    datafusion_pg_catalog::setup_pg_catalog(
-        &ctx,
-        DATABASE,
-        datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider,
-    )
-    .map_err(|e| AnalyticsError::Query(*e))?;
-    ctx.register_udf(version_udf());
-    ctx.register_udf(to_regtype_udf());
-    // Asked by SQLAlchemy's inspector of every column: no column has a sequence, and
-    // every collation is visible.
-    {
-        use arrow::datatypes::DataType::{Int32, Utf8};
-        use datafusion::scalar::ScalarValue;
-        ctx.register_udf(constant_udf(
-            "pg_get_serial_sequence",
-            vec![Utf8, Utf8],
-            ScalarValue::Utf8(None),
-        ));
-        ctx.register_udf(constant_udf(
-            "pg_collation_is_visible",
-            vec![Int32],
-            ScalarValue::Boolean(Some(true)),
-        ));
-    }
+    pg_compat::install(&ctx)?;
     bounded::install(
         &ctx,
         bounded::Budget::new(limits.memory_bytes as u64, limits.value_budget()),
     )?;
     Ok(ctx)
-}
-
-/// A catalog function that answers the same for any arguments on this server.
-fn constant_udf(
-    name: &str,
-    args: Vec<arrow::datatypes::DataType>,
-    value: datafusion::scalar::ScalarValue,
-) -> datafusion::logical_expr::ScalarUDF {
-    use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
-    create_udf(
-        name,
-        args,
-        value.data_type(),
-        Volatility::Immutable,
-        Arc::new(move |_: &[ColumnarValue]| Ok(ColumnarValue::Scalar(value.clone()))),
-    )
-}
-
-/// `to_regtype(name)`: the oid of a built-in type by name, NULL for a type this server
-/// does not have (psycopg asks for `hstore` this way when SQLAlchemy connects).
-fn to_regtype_udf() -> datafusion::logical_expr::ScalarUDF {
-    use arrow::array::{Array, Int32Array, StringArray};
-    use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
-    let oid = |name: &str| -> Option<i32> {
-        Some(match name.trim().to_lowercase().as_str() {
-            "bool" | "boolean" => 16,
-            "int8" | "bigint" => 20,
-            "int2" | "smallint" => 21,
-            "int4" | "integer" | "int" => 23,
-            "text" => 25,
-            "json" => 114,
-            "float4" | "real" => 700,
-            "float8" | "double precision" => 701,
-            "varchar" | "character varying" => 1043,
-            "date" => 1082,
-            "timestamp" | "timestamp without time zone" => 1114,
-            "timestamptz" | "timestamp with time zone" => 1184,
-            "interval" => 1186,
-            "numeric" => 1700,
-            "uuid" => 2950,
-            "jsonb" => 3802,
-            _ => return None,
-        })
-    };
-    create_udf(
-        "to_regtype",
-        vec![arrow::datatypes::DataType::Utf8],
-        arrow::datatypes::DataType::Int32,
-        Volatility::Immutable,
-        Arc::new(move |args: &[ColumnarValue]| {
-            let arrays = ColumnarValue::values_to_arrays(args)?;
-            let names = arrays[0]
-                .as_any()
-                .downcast_ref::<StringArray>()
-                .ok_or_else(|| {
-                    datafusion::error::DataFusionError::Plan("to_regtype takes a type name".into())
-                })?;
-            let oids: Int32Array = (0..names.len())
-                .map(|i| (!names.is_null(i)).then(|| oid(names.value(i))).flatten())
-                .collect();
-            Ok(ColumnarValue::Array(Arc::new(oids)))
-        }),
-    )
-}
-
-/// `version()` as Postgres clients read it: SQLAlchemy and others parse "PostgreSQL
-/// X.Y" out of it to choose their dialect.
-fn version_udf() -> datafusion::logical_expr::ScalarUDF {
-    use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
-    use datafusion::scalar::ScalarValue;
-    let text = format!(
-        "PostgreSQL 16.6 (wenming {} on Apache DataFusion {})",
-        env!("CARGO_PKG_VERSION"),
-        datafusion::DATAFUSION_VERSION
-    );
-    create_udf(
-        "version",
-        vec![],
-        arrow::datatypes::DataType::Utf8,
-        Volatility::Immutable,
-        Arc::new(move |_: &[ColumnarValue]| {
-            Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(text.clone()))))
-        }),
-    )
 }
 
 /// Plan a statement `check` let through, in `ctx` (a `session`): refused if it would

@@ -501,13 +501,29 @@ fn parameters(plan: &LogicalPlan) -> PgWireResult<Vec<(Type, Option<DataType>)>>
     let types = plan
         .get_parameter_types()
         .map_err(|e| error("42P18", format!("cannot tell the parameters' types: {e}")))?;
-    let mut ids: Vec<(usize, Option<DataType>)> = types
+    let ids: Vec<(usize, Option<DataType>)> = types
         .into_iter()
         .filter_map(|(id, t)| Some((id.trim_start_matches('$').parse().ok()?, t)))
         .collect();
-    ids.sort_by_key(|(n, _)| *n);
-    ids.into_iter()
-        .map(|(_, t)| {
+    // By position: a client numbers its parameters $1..$n, and a catalog rewrite
+    // (`sql::check_postgres`) may leave one unused; it keeps its place, untyped.
+    let count = ids.iter().map(|(n, _)| *n).max().unwrap_or(0);
+    if count > u16::MAX as usize {
+        // The protocol carries at most 65,535 parameters.
+        return Err(error(
+            "54023",
+            format!("${count}: a statement takes at most 65535 parameters"),
+        ));
+    }
+    let mut by_position: Vec<Option<DataType>> = vec![None; count];
+    for (n, t) in ids {
+        if n >= 1 {
+            by_position[n - 1] = t;
+        }
+    }
+    by_position
+        .into_iter()
+        .map(|t| {
             let pg = match &t {
                 Some(t) => into_pg_type(t)?,
                 None => Type::UNKNOWN,

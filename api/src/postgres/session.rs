@@ -14,11 +14,12 @@ use datafusion::sql::sqlparser::ast::{Expr, Set, Statement, Value};
 use pgwire::api::results::{Response, Tag};
 use pgwire::error::{ErrorInfo, PgWireError};
 
+use wenming_analytics::sql::pg_compat;
+
 use super::Connection;
 
-/// What `version()` and `server_version` say: a Postgres version clients accept, and
-/// what answers.
-pub const SERVER_VERSION: &str = "16.6";
+/// What `version()` and `server_version` say: a Postgres version clients accept.
+pub use wenming_analytics::sql::pg_compat::SERVER_VERSION;
 
 /// A session command's answer: a tag, or one setting's value as a one-cell table.
 pub enum Handled {
@@ -177,22 +178,12 @@ fn show(
     tz: &str,
     application: Option<&str>,
 ) -> Option<String> {
+    if let Some(shared) = pg_compat::setting(name) {
+        return Some(shared.into());
+    }
     let value = match name {
-        "transaction isolation level" | "transaction_isolation" => "read committed".into(),
-        "default_transaction_isolation" => "read committed".into(),
-        "transaction_read_only" | "default_transaction_read_only" => "on".into(),
-        "standard_conforming_strings" | "integer_datetimes" => "on".into(),
-        "server_version" => SERVER_VERSION.into(),
-        "server_version_num" => "160006".into(),
-        "server_encoding" | "client_encoding" => "UTF8".into(),
-        "datestyle" => "ISO, MDY".into(),
-        "intervalstyle" => "postgres".into(),
         "timezone" | "time zone" => tz.into(),
-        "search_path" => "public".into(),
-        "max_identifier_length" => "63".into(),
-        "lc_collate" | "lc_ctype" => "C.UTF-8".into(),
         "application_name" => application.unwrap_or("").into(),
-        "is_superuser" => "off".into(),
         "statement_timeout" => {
             let t = *connection.timeout.lock().expect("not poisoned");
             format!("{}ms", t.as_millis())
