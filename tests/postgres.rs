@@ -85,6 +85,8 @@ fn psql_lists_describes_queries_copies_and_is_refused_where_it_must_be() {
     for table in ["service_events", "unit_events", "service_records", "units"] {
         assert!(out.contains(table), "{table} listed: {out} {err}");
     }
+    let (out, err) = text(&psql(&s, "a-analyst", "a-analyst", &["\\dn"]));
+    assert!(out.contains("public"), "\\dn lists the schema: {out} {err}");
     let (out, err) = text(&psql(&s, "a-analyst", "a-analyst", &["\\d service_events"]));
     assert!(
         out.contains("event_id") && out.contains("timestamp with time zone"),
@@ -209,6 +211,70 @@ fn psql_lists_describes_queries_copies_and_is_refused_where_it_must_be() {
         err.contains("canceling statement due to statement timeout"),
         "{err}"
     );
+}
+
+#[test]
+fn psql_ctrl_c_cancels_while_others_answer_and_dbeaver_navigates() {
+    if Command::new("psql").arg("--version").output().is_err() {
+        assert!(
+            !required(),
+            "psql is missing (apt-get install postgresql-client)"
+        );
+        eprintln!("skipped: no psql");
+        return;
+    }
+    let s = start();
+    // DBeaver's navigator queries, each answered.
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/postgres/dbeaver.sql");
+    let (host, port) = s.postgres.as_deref().unwrap().split_once(':').unwrap();
+    let out = Command::new("psql")
+        .arg(format!(
+            "host={host} port={port} dbname=wenming user=a-analyst password=a-analyst"
+        ))
+        .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-f"])
+        .arg(&script)
+        .output()
+        .unwrap();
+    let (listing, err) = text(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        listing.contains("service_records") && listing.contains("public"),
+        "{listing}"
+    );
+    assert!(
+        !listing.contains("330212"),
+        "the catalog holds no other district's rows"
+    );
+
+    // Ctrl-C: psql sends a CancelRequest on SIGINT; meanwhile another session answers.
+    let runaway = Command::new("psql")
+        .arg(format!(
+            "host={host} port={port} dbname=wenming user=a-analyst password=a-analyst"
+        ))
+        .args(["-X", "-A", "-t", "-c"])
+        .arg("SELECT count(*) FROM service_events a, service_events b, service_events c")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let (other, err) = text(&psql(&s, "b-analyst", "b-analyst", &["SELECT 41 + 1"]));
+    assert_eq!(other.trim(), "42", "{err}");
+    let interrupted = Command::new("kill")
+        .args(["-INT", &runaway.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupted.success());
+    let done = runaway.wait_with_output().unwrap();
+    let (_, err) = text(&done);
+    assert!(
+        err.contains("canceling statement due to user request"),
+        "{err}"
+    );
+    // The token's one SQL slot (per_token = 1) is free again: the engine's work stopped.
+    let (out, err) = text(&psql(&s, "a-analyst", "a-analyst", &["SELECT 1"]));
+    assert_eq!(out.trim(), "1", "{err}");
 }
 
 #[test]

@@ -57,6 +57,14 @@ pub fn install(ctx: &SessionContext) -> Result<(), AnalyticsError> {
     // psql's `\d` and SQLAlchemy ask for the definitions of a table's indexes; there
     // are none.
     ctx.register_udf(constant_udf("pg_get_indexdef", ScalarValue::Utf8(None)));
+    // DBeaver shows a view's definition: the views are derived from the events in
+    // Rust, not in SQL; docs/tables.md says how each is.
+    ctx.register_udf(constant_udf(
+        "pg_get_viewdef",
+        ScalarValue::Utf8(Some(
+            "-- derived from the event tables by wenming; docs/tables.md describes how".into(),
+        )),
+    ));
     ctx.register_udf(constant_udf(
         "pg_collation_is_visible",
         ScalarValue::Boolean(Some(true)),
