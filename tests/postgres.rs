@@ -85,6 +85,34 @@ fn psql_lists_describes_queries_copies_and_is_refused_where_it_must_be() {
     for table in ["service_events", "unit_events", "service_records", "units"] {
         assert!(out.contains(table), "{table} listed: {out} {err}");
     }
+    // \d describes the table named (its oid from one statement, its columns from the
+    // next), with the local date columns beside the instants.
+    let (out, err) = text(&psql(
+        &s,
+        "a-analyst",
+        "a-analyst",
+        &["\\d service_records"],
+    ));
+    assert!(
+        out.contains("minutes|bigint") && out.contains("started_on|date"),
+        "{out} {err}"
+    );
+    let (out, _) = text(&psql(&s, "a-analyst", "a-analyst", &["\\d teams"]));
+    assert!(
+        out.contains("registered_on") && !out.contains("minutes"),
+        "{out}"
+    );
+    // "March" by the local calendar, the same over HTTP: no record's local date differs
+    // from its instant's date in Shanghai, and some differ from the UTC date.
+    let count = |condition: &str| {
+        let q = format!("SELECT count(*) AS n FROM service_records WHERE {condition}");
+        s.sql("a-analyst", &q).json()[0]["n"].as_i64().unwrap()
+    };
+    assert_eq!(
+        count("started_on <> CAST(started_at AT TIME ZONE 'Asia/Shanghai' AS DATE)"),
+        0
+    );
+    assert!(count("started_on <> CAST(started_at AS DATE)") > 0);
     let (out, err) = text(&psql(&s, "a-analyst", "a-analyst", &["\\dn"]));
     assert!(out.contains("public"), "\\dn lists the schema: {out} {err}");
     let (out, err) = text(&psql(&s, "a-analyst", "a-analyst", &["\\d service_events"]));

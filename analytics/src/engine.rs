@@ -315,6 +315,7 @@ impl Analytics {
         let units = self.scope_units(&snapshot, scope).await?;
         let ctx = sql::session(snapshot.runtime_with_memory(limits.memory_bytes)?, limits)?;
         snapshot.publish_into(&ctx, units).await?;
+        sql::add_local_dates(&ctx, self.settings.tz.name()).await?;
         Ok(ctx)
     }
 

@@ -18,6 +18,8 @@
 pub mod bounded;
 mod catalog;
 pub mod check;
+mod local_dates;
+pub use local_dates::add as add_local_dates;
 pub mod pg_compat;
 mod yielding;
 

@@ -6,17 +6,20 @@
 //! DataFusion does not take. All are catalog plumbing: none reads a row of the lake.
 
 use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use arrow::array::{Array, ArrayRef, Int32Array, RecordBatch, StringArray, StringBuilder};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use async_trait::async_trait;
-use datafusion::catalog::{SchemaProvider, TableProvider};
+use datafusion::catalog::{SchemaProvider, Session, TableProvider};
 use datafusion::datasource::MemTable;
 use datafusion::error::{DataFusionError, Result};
+use datafusion::logical_expr::TableType;
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility, create_udf,
 };
+use datafusion::physical_plan::{ExecutionPlan, collect};
 use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
 use datafusion::sql::sqlparser::ast::{
@@ -41,7 +44,13 @@ pub fn install(ctx: &SessionContext) -> Result<(), AnalyticsError> {
         && let Some(pg) = catalog.schema("pg_catalog")
     {
         catalog
-            .register_schema("pg_catalog", Arc::new(PgCatalog(pg)))
+            .register_schema(
+                "pg_catalog",
+                Arc::new(PgCatalog {
+                    inner: pg,
+                    numbered: Default::default(),
+                }),
+            )
             .map_err(AnalyticsError::Query)?;
     }
     ctx.register_udf(version_udf());
@@ -72,24 +81,79 @@ pub fn install(ctx: &SessionContext) -> Result<(), AnalyticsError> {
     Ok(())
 }
 
-/// `pg_catalog` with `pg_index` as this database has it: no indexes, and key columns
-/// typed as arrays.
+/// `pg_catalog` with `pg_index` as this database has it (no indexes, and key columns
+/// typed as arrays), and a `pg_attribute` that numbers relations as `pg_class` does.
 #[derive(Debug)]
-struct PgCatalog(Arc<dyn SchemaProvider>);
+struct PgCatalog {
+    inner: Arc<dyn SchemaProvider>,
+    numbered: Arc<AtomicBool>,
+}
 
 #[async_trait]
 impl SchemaProvider for PgCatalog {
     fn table_names(&self) -> Vec<String> {
-        self.0.table_names()
+        self.inner.table_names()
     }
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
         if name == "pg_index" {
             return Ok(Some(pg_index()?));
         }
-        self.0.table(name).await
+        let table = self.inner.table(name).await?;
+        if name == "pg_attribute"
+            && let Some(table) = table
+        {
+            return Ok(Some(Arc::new(NumberedFirst {
+                table,
+                catalog: self.inner.clone(),
+                numbered: self.numbered.clone(),
+            })));
+        }
+        Ok(table)
     }
     fn table_exist(&self, name: &str) -> bool {
-        self.0.table_exist(name)
+        self.inner.table_exist(name)
+    }
+}
+
+/// `pg_attribute`, read only after `pg_class` has numbered the catalog, its schemas
+/// and its tables. Oids are handed out in the order they are first asked for, and
+/// `pg_attribute` alone numbers the tables but not the catalog and schemas before
+/// them. Each statement has a session of its own: psql's `\d t` finds t's oid in
+/// `pg_class` in one statement and reads its columns from `pg_attribute` in the next,
+/// which would otherwise count from another start and describe another table.
+///
+/// The numbering is done when the table is scanned, never when it is looked up:
+/// building `pg_class` looks up every catalog table (this one too) while it holds the
+/// numbering's lock.
+#[derive(Debug)]
+struct NumberedFirst {
+    table: Arc<dyn TableProvider>,
+    catalog: Arc<dyn SchemaProvider>,
+    numbered: Arc<AtomicBool>,
+}
+
+#[async_trait]
+impl TableProvider for NumberedFirst {
+    fn schema(&self) -> SchemaRef {
+        self.table.schema()
+    }
+    fn table_type(&self) -> TableType {
+        self.table.table_type()
+    }
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[datafusion::logical_expr::Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        if !self.numbered.swap(true, Ordering::SeqCst)
+            && let Some(pg_class) = self.catalog.table("pg_class").await?
+        {
+            let plan = pg_class.scan(state, Some(&vec![0]), &[], None).await?;
+            collect(plan, state.task_ctx()).await?;
+        }
+        self.table.scan(state, projection, filters, limit).await
     }
 }
 
