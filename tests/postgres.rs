@@ -332,3 +332,86 @@ fn python_clients_agree_with_http_and_cancel_stops_queries() {
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert_eq!(stdout.matches("ok  ").count(), 6, "{stdout}");
 }
+
+#[test]
+fn tls_is_served_and_plaintext_beyond_loopback_is_refused() {
+    let have = |c: &str| Command::new(c).arg("--version").output().is_ok();
+    if !have("psql") || !have("openssl") {
+        assert!(!required(), "psql and openssl are needed");
+        eprintln!("skipped: no psql or openssl");
+        return;
+    }
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, key) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", "/CN=localhost", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", text(&made).1);
+    let events = ok(&wenming(&["generate", "--scale", "tiny", "--seed", "3"]));
+    let s = Server::start(
+        &events,
+        &format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[ingest]\nenabled = false\n\
+             [postgres]\nlisten = \"127.0.0.1:0\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n{}",
+            cert.display(),
+            key.display(),
+            token_config(&TOKENS)
+        ),
+    );
+    let (host, port) = s.postgres.as_deref().unwrap().split_once(':').unwrap();
+    let out = Command::new("psql")
+        .arg(format!(
+            "host={host} port={port} dbname=wenming user=a-analyst password=a-analyst sslmode=require"
+        ))
+        .args(["-X", "-A", "-t", "-c", "\\conninfo", "-c", "SELECT count(*) > 0 FROM units"])
+        .output()
+        .unwrap();
+    let (out, err) = text(&out);
+    assert!(
+        out.contains("SSL connection (protocol: TLSv1."),
+        "{out} {err}"
+    );
+    assert!(out.contains("\nt\n") || out.ends_with("t\n"), "{out} {err}");
+
+    // Beyond loopback without TLS: refused at start, with the reason.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("wenming.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[lake]\npath = \"{}\"\n[server]\nlisten = \"127.0.0.1:0\"\n[ingest]\nenabled = false\n\
+             [postgres]\nlisten = \"0.0.0.0:0\"\n{}",
+            s.lake().display(),
+            token_config(&TOKENS)
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wenming"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("serve listened on 0.0.0.0 without TLS");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(!status.success());
+    assert!(err.contains("allow_plaintext"), "{err}");
+}
