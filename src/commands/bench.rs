@@ -29,6 +29,9 @@ pub enum BenchCommand {
     Kpi(super::bench_kpi::KpiBenchArgs),
     /// Requests/s and p50/p99 of the KPI endpoint, cached and cold, over real sockets.
     Api(super::bench_api::ApiBenchArgs),
+    /// Rows/s of a large result and round trips/s over the Postgres wire, beside
+    /// `POST /v1/sql`.
+    Postgres(super::bench_postgres::PostgresBenchArgs),
 }
 
 #[derive(clap::Args)]
@@ -56,6 +59,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Ingest(args) => ingest(args),
         BenchCommand::Kpi(args) => super::bench_kpi::run(args),
         BenchCommand::Api(args) => super::bench_api::run(args),
+        BenchCommand::Postgres(args) => super::bench_postgres::run(args),
     }
 }
 

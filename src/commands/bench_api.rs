@@ -42,9 +42,11 @@ pub struct ApiBenchArgs {
 }
 
 /// The child `wenming serve`, stopped when dropped.
-struct Server {
+pub struct Server {
     child: Child,
-    addr: String,
+    pub addr: String,
+    /// The Postgres wire's address, when `extra` configured one.
+    pub postgres: Option<String>,
     _dir: tempfile::TempDir,
 }
 
@@ -55,9 +57,12 @@ impl Drop for Server {
     }
 }
 
-const TOKEN: &str = "bench-token";
+/// The city admin token of the benchmark servers (its name is `bench`).
+pub const TOKEN: &str = "bench-token";
 
-fn start_server(lake: &std::path::Path) -> anyhow::Result<Server> {
+/// `wenming serve` over `lake` with a city admin token, ingest and exports off, and
+/// `extra` configuration (e.g. `[postgres]`, `[sql]`).
+pub fn start_server(lake: &std::path::Path, extra: &str) -> anyhow::Result<Server> {
     let dir = tempfile::tempdir()?;
     let config = dir.path().join("wenming.toml");
     std::fs::write(
@@ -65,7 +70,7 @@ fn start_server(lake: &std::path::Path) -> anyhow::Result<Server> {
         format!(
             "[server]\nlisten = \"127.0.0.1:0\"\n[lake]\npath = {:?}\n[ingest]\nenabled = false\n\
              [exports_settings]\nenabled = false\n\
-             [[tokens]]\nname = \"bench\"\nsha256 = \"{}\"\nrole = \"admin\"\nscope = \"city\"\n",
+             [[tokens]]\nname = \"bench\"\nsha256 = \"{}\"\nrole = \"admin\"\nscope = \"city\"\n{extra}",
             std::path::absolute(lake)?.display().to_string(),
             wenming_api::auth::hash_hex(TOKEN)
         ),
@@ -90,25 +95,33 @@ fn start_server(lake: &std::path::Path) -> anyhow::Result<Server> {
         .context("cannot start wenming serve")?;
     let stdout = child.stdout.take().expect("piped");
     let mut lines = BufReader::new(stdout).lines();
-    let addr = loop {
+    let wants_postgres = extra.contains("[postgres]");
+    let word = |rest: &str| {
+        rest.split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let (mut addr, mut postgres) = (None, None);
+    while addr.is_none() || (wants_postgres && postgres.is_none()) {
         let Some(line) = lines.next() else {
             let _ = child.wait();
             bail!("wenming serve ended before it listened");
         };
         let line = line?;
         if let Some(rest) = line.strip_prefix("api: http://") {
-            break rest
-                .split_whitespace()
-                .next()
-                .unwrap_or_default()
-                .to_string();
+            addr = Some(word(rest));
+        } else if let Some(rest) = line.strip_prefix("postgres: ") {
+            postgres = Some(word(rest));
         }
-    };
+    }
+    let addr = addr.unwrap_or_default();
     // Keep draining its output so it never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
     Ok(Server {
         child,
         addr,
+        postgres,
         _dir: dir,
     })
 }
@@ -262,7 +275,7 @@ pub fn run(args: ApiBenchArgs) -> anyhow::Result<ExitCode> {
     if !args.lake.join("service_events").join("_delta_log").is_dir() {
         super::bench_kpi::prepare(&args.lake, &args.scale)?;
     }
-    let server = start_server(&args.lake)?;
+    let server = start_server(&args.lake, "")?;
     println!(
         "wenming bench api: wenming serve at {} over {}; {} s per run",
         server.addr,

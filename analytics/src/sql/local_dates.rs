@@ -4,17 +4,22 @@
 //! and needs no hand-written `AT TIME ZONE`. The KPIs' calendar is the same zone.
 //!
 //! The columns are computed when a query reads them (a projection over the scoped
-//! table, planned like a view); a query that does not name them pays nothing.
+//! table, planned like a view); a query that does not name them pays nothing. The zone
+//! is applied as Arrow casts: the instant relabelled to the zone, then its local date.
 
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use arrow::datatypes::{DataType, SchemaRef};
+use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::Column;
 use datafusion::datasource::ViewTable;
+use datafusion::datasource::provider_as_source;
 use datafusion::error::Result;
-use datafusion::logical_expr::{Expr, LogicalPlan, TableProviderFilterPushDown, TableType};
+use datafusion::logical_expr::{
+    Expr, LogicalPlan, LogicalPlanBuilder, TableProviderFilterPushDown, TableType, cast, col,
+};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::SessionContext;
 
@@ -34,19 +39,26 @@ pub async fn add(ctx: &SessionContext, tz: &str) -> Result<(), AnalyticsError> {
         if columns.is_empty() {
             continue;
         }
-        // `tz` is a chrono-tz name (checked when the configuration was read); quoted as
-        // a SQL string all the same.
-        let tz = tz.replace('\'', "''");
-        let extra: Vec<String> = columns
+        let mut exprs: Vec<Expr> = table
+            .schema()
+            .fields()
             .iter()
-            .map(|(at, on)| format!("CAST(\"{at}\" AT TIME ZONE '{tz}' AS DATE) AS \"{on}\""))
+            .map(|f| col(Column::new_unqualified(f.name())))
             .collect();
-        let sql = format!("SELECT *, {} FROM \"{name}\"", extra.join(", "));
-        let plan = ctx
-            .sql(&sql)
-            .await
-            .map_err(AnalyticsError::Query)?
-            .into_unoptimized_plan();
+        for (at, on, unit) in columns {
+            let local = DataType::Timestamp(unit, Some(tz.into()));
+            exprs.push(
+                cast(
+                    cast(col(Column::new_unqualified(at)), local),
+                    DataType::Date32,
+                )
+                .alias(on),
+            );
+        }
+        let plan = LogicalPlanBuilder::scan(name.clone(), provider_as_source(table.clone()), None)
+            .and_then(|b| b.project(exprs))
+            .and_then(|b| b.build())
+            .map_err(AnalyticsError::Query)?;
         schema
             .deregister_table(&name)
             .map_err(AnalyticsError::Query)?;
@@ -60,18 +72,20 @@ pub async fn add(ctx: &SessionContext, tz: &str) -> Result<(), AnalyticsError> {
     Ok(())
 }
 
-/// `(X_at, X_on)` for each instant column that has no `X_on` beside it.
-fn local_date_columns(schema: &SchemaRef) -> Vec<(String, String)> {
+/// `(X_at, X_on, unit)` for each instant column that has no `X_on` beside it.
+fn local_date_columns(schema: &SchemaRef) -> Vec<(String, String, TimeUnit)> {
     schema
         .fields()
         .iter()
-        .filter(|f| matches!(f.data_type(), DataType::Timestamp(_, Some(_))))
         .filter_map(|f| {
+            let DataType::Timestamp(unit, Some(_)) = f.data_type() else {
+                return None;
+            };
             let on = format!("{}_on", f.name().strip_suffix("_at")?);
             schema
                 .field_with_name(&on)
                 .is_err()
-                .then(|| (f.name().clone(), on))
+                .then(|| (f.name().clone(), on, *unit))
         })
         .collect()
 }

@@ -23,15 +23,16 @@ pub use local_dates::add as add_local_dates;
 pub mod pg_compat;
 mod yielding;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
+use datafusion::catalog::MemoryCatalogProviderList;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::context::SQLOptions;
 use datafusion::execution::runtime_env::RuntimeEnv;
-use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use futures::StreamExt;
@@ -118,28 +119,54 @@ pub fn session(
     runtime: Arc<RuntimeEnv>,
     limits: &SqlLimits,
 ) -> Result<SessionContext, AnalyticsError> {
+    // The functions, planners and rules are the template's; the catalog (and so the
+    // tables) and the memory pool are the session's own.
+    let state = SessionStateBuilder::new_from_existing(template()?)
+        .with_config(config())
+        .with_catalog_list(Arc::new(MemoryCatalogProviderList::new()))
+        .with_runtime_env(runtime)
+        .build();
+    let ctx = SessionContext::new_with_state(state);
+    if let Some(own) = ctx.catalog(DATABASE) {
+        ctx.register_catalog(DATABASE, Arc::new(catalog::SortedCatalog(own)));
+    }
+    pg_compat::install_catalog(&ctx)?;
+    bounded::install(
+        &ctx,
+        bounded::Budget::new(limits.memory_bytes as u64, limits.value_budget()),
+    )?;
+    Ok(ctx)
+}
+
+fn config() -> SessionConfig {
     let mut config = SessionConfig::new()
         .with_information_schema(true)
         .with_default_catalog_and_schema(DATABASE, "public");
     // A recursive CTE can run and grow without end; analysts have the unit tree's
     // district and street codes as columns instead.
     config.options_mut().execution.enable_recursive_ctes = false;
-    let state = SessionStateBuilder::new()
-        .with_config(config)
-        .with_runtime_env(runtime)
-        .with_default_features()
-        .with_physical_optimizer_rule(Arc::new(yielding::YieldAboveJoins))
-        .build();
-    let ctx = SessionContext::new_with_state(state);
-    if let Some(own) = ctx.catalog(DATABASE) {
-        ctx.register_catalog(DATABASE, Arc::new(catalog::SortedCatalog(own)));
-    }
-    pg_compat::install(&ctx)?;
-    bounded::install(
-        &ctx,
-        bounded::Budget::new(limits.memory_bytes as u64, limits.value_budget()),
-    )?;
-    Ok(ctx)
+    config
+}
+
+/// What every analyst's session starts from, built once per process: DataFusion's
+/// functions and rules, the yield points (`yielding`) and the catalog functions
+/// clients call (`pg_compat`). Registering these per statement cost more than most
+/// statements do.
+fn template() -> Result<SessionState, AnalyticsError> {
+    static TEMPLATE: OnceLock<Result<SessionState, String>> = OnceLock::new();
+    TEMPLATE
+        .get_or_init(|| {
+            let state = SessionStateBuilder::new()
+                .with_config(config())
+                .with_default_features()
+                .with_physical_optimizer_rule(Arc::new(yielding::YieldAboveJoins))
+                .build();
+            let ctx = SessionContext::new_with_state(state);
+            pg_compat::install_functions(&ctx).map_err(|e| e.to_string())?;
+            Ok(ctx.state())
+        })
+        .clone()
+        .map_err(|e| AnalyticsError::Query(datafusion::error::DataFusionError::Internal(e)))
 }
 
 /// Plan a statement `check` let through, in `ctx` (a `session`): refused if it would

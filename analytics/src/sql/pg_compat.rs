@@ -32,27 +32,16 @@ use datafusion::sql::sqlparser::parser::Parser;
 use super::DATABASE;
 use crate::error::AnalyticsError;
 
-/// Set up `pg_catalog` and the catalog functions in an analyst's session.
-pub fn install(ctx: &SessionContext) -> Result<(), AnalyticsError> {
+/// Register the catalog functions clients call (`datafusion-pg-catalog`'s and ours) in
+/// `ctx`: done once, in the template every analyst's session starts from
+/// (`sql::session`).
+pub fn install_functions(ctx: &SessionContext) -> Result<(), AnalyticsError> {
     datafusion_pg_catalog::setup_pg_catalog(
         ctx,
         DATABASE,
         datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider,
     )
     .map_err(|e| AnalyticsError::Query(*e))?;
-    if let Some(catalog) = ctx.catalog(DATABASE)
-        && let Some(pg) = catalog.schema("pg_catalog")
-    {
-        catalog
-            .register_schema(
-                "pg_catalog",
-                Arc::new(PgCatalog {
-                    inner: pg,
-                    numbered: Default::default(),
-                }),
-            )
-            .map_err(AnalyticsError::Query)?;
-    }
     ctx.register_udf(version_udf());
     ctx.register_udf(to_regtype_udf());
     ctx.register_udf(current_setting_udf());
@@ -78,6 +67,41 @@ pub fn install(ctx: &SessionContext) -> Result<(), AnalyticsError> {
         "pg_collation_is_visible",
         ScalarValue::Boolean(Some(true)),
     ));
+    Ok(())
+}
+
+/// Give a session its own `pg_catalog`, describing what the session holds. Its static
+/// tables (types, operators, keywords …, parsed from files built into the library)
+/// are parsed once per process and shared.
+pub fn install_catalog(ctx: &SessionContext) -> Result<(), AnalyticsError> {
+    use datafusion_pg_catalog::pg_catalog::{PgCatalogSchemaProvider, PgCatalogStaticTables};
+    static TABLES: OnceLock<std::result::Result<Arc<PgCatalogStaticTables>, String>> =
+        OnceLock::new();
+    let tables = TABLES
+        .get_or_init(|| {
+            PgCatalogStaticTables::try_new()
+                .map(Arc::new)
+                .map_err(|e| e.to_string())
+        })
+        .clone()
+        .map_err(|e| AnalyticsError::Query(DataFusionError::Internal(e)))?;
+    let provider = PgCatalogSchemaProvider::try_new(
+        ctx.state().catalog_list().clone(),
+        tables,
+        datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider,
+    )
+    .map_err(AnalyticsError::Query)?;
+    if let Some(catalog) = ctx.catalog(DATABASE) {
+        catalog
+            .register_schema(
+                "pg_catalog",
+                Arc::new(PgCatalog {
+                    inner: Arc::new(provider),
+                    numbered: Default::default(),
+                }),
+            )
+            .map_err(AnalyticsError::Query)?;
+    }
     Ok(())
 }
 
