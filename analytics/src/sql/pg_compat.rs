@@ -403,7 +403,7 @@ impl ScalarUDFImpl for JsonBuildObject {
         Ok(DataType::Utf8)
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        if args.args.len() % 2 != 0 {
+        if !args.args.len().is_multiple_of(2) {
             return Err(DataFusionError::Plan(
                 "json_build_object takes pairs of keys and values".into(),
             ));
