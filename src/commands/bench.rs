@@ -32,6 +32,9 @@ pub enum BenchCommand {
     /// Rows/s of a large result and round trips/s over the Postgres wire, beside
     /// `POST /v1/sql`.
     Postgres(super::bench_postgres::PostgresBenchArgs),
+    /// Uncached questions while ingest consumes a live stream: answer time, freshness,
+    /// RSS, restart to first answer.
+    Live(super::bench_live::LiveBenchArgs),
 }
 
 #[derive(clap::Args)]
@@ -60,6 +63,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Kpi(args) => super::bench_kpi::run(args),
         BenchCommand::Api(args) => super::bench_api::run(args),
         BenchCommand::Postgres(args) => super::bench_postgres::run(args),
+        BenchCommand::Live(args) => super::bench_live::run(args),
     }
 }
 
@@ -267,7 +271,7 @@ fn measure(
 
 /// Starts `wenming broker` on a free port, in memory or durable in `data`; returns it
 /// and its address.
-fn start_broker(
+pub(crate) fn start_broker(
     exe: &Path,
     partitions: i32,
     data: Option<&Path>,

@@ -50,6 +50,12 @@ pub struct Server {
     _dir: tempfile::TempDir,
 }
 
+impl Server {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -60,18 +66,23 @@ impl Drop for Server {
 /// The city admin token of the benchmark servers (its name is `bench`).
 pub const TOKEN: &str = "bench-token";
 
-/// `wenming serve` over `lake` with a city admin token, ingest and exports off, and
-/// `extra` configuration (e.g. `[postgres]`, `[sql]`).
+/// `wenming serve` over `lake` with a city admin token, exports off, ingest off unless
+/// `extra` configures it, and `extra` configuration (e.g. `[postgres]`, `[sql]`).
 pub fn start_server(lake: &std::path::Path, extra: &str) -> anyhow::Result<Server> {
     let dir = tempfile::tempdir()?;
     let config = dir.path().join("wenming.toml");
     std::fs::write(
         &config,
         format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n[lake]\npath = {:?}\n[ingest]\nenabled = false\n\
+            "[server]\nlisten = \"127.0.0.1:0\"\n[lake]\npath = {:?}\n{}\
              [exports_settings]\nenabled = false\n\
              [[tokens]]\nname = \"bench\"\nsha256 = \"{}\"\nrole = \"admin\"\nscope = \"city\"\n{extra}",
             std::path::absolute(lake)?.display().to_string(),
+            if extra.contains("[ingest]") {
+                ""
+            } else {
+                "[ingest]\nenabled = false\n"
+            },
             wenming_api::auth::hash_hex(TOKEN)
         ),
     )?;

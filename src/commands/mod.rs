@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod bench_api;
 pub mod bench_kpi;
+pub mod bench_live;
 pub mod bench_postgres;
 pub mod broker;
 pub mod demo;
