@@ -53,7 +53,11 @@ pub fn run(args: LiveBenchArgs) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(&args.dir)?;
     let year = args.dir.join(format!("{}.ndjson", args.scale));
     if !year.is_file() {
-        eprintln!("preparing: generating the {} year into {}", args.scale, year.display());
+        eprintln!(
+            "preparing: generating the {} year into {}",
+            args.scale,
+            year.display()
+        );
         let status = std::process::Command::new(&exe)
             .args(["generate", "--scale", &args.scale, "--seed", "7", "--out"])
             .arg(&year)
@@ -82,9 +86,8 @@ pub fn run(args: LiveBenchArgs) -> anyhow::Result<ExitCode> {
     }
 
     let (mut broker, bootstrap) = super::bench::start_broker(&exe, 6, None)?;
-    let ingest = format!(
-        "[ingest]\nenabled = true\nbrokers = \"{bootstrap}\"\ntopic = \"wenming.live\"\n"
-    );
+    let ingest =
+        format!("[ingest]\nenabled = true\nbrokers = \"{bootstrap}\"\ntopic = \"wenming.live\"\n");
     let server = start_server(&lake, &ingest)?;
     let web = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(600))
@@ -98,14 +101,21 @@ pub fn run(args: LiveBenchArgs) -> anyhow::Result<ExitCode> {
         args.rate,
         args.connections
     );
-    println!("start to first answer: {:.1} s (views computed)", first.as_secs_f64());
+    println!(
+        "start to first answer: {:.1} s (views computed)",
+        first.as_secs_f64()
+    );
 
     let done = Arc::new(AtomicBool::new(false));
     let followed: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let rss = sample_rss(server.pid(), done.clone());
     let producer = {
-        let (year, bootstrap, followed, done) =
-            (year.clone(), bootstrap.clone(), followed.clone(), done.clone());
+        let (year, bootstrap, followed, done) = (
+            year.clone(),
+            bootstrap.clone(),
+            followed.clone(),
+            done.clone(),
+        );
         let (skip, rate) = (lines - live, args.rate);
         std::thread::spawn(move || produce(&year, &bootstrap, skip, rate, &followed, &done))
     };
@@ -191,7 +201,10 @@ fn count_lines(path: &Path) -> anyhow::Result<u64> {
 /// The first `n` lines of `from` into `to`.
 fn split(from: &Path, to: &Path, n: u64) -> anyhow::Result<()> {
     let mut out = std::io::BufWriter::new(std::fs::File::create(to)?);
-    for line in BufReader::new(std::fs::File::open(from)?).lines().take(n as usize) {
+    for line in BufReader::new(std::fs::File::open(from)?)
+        .lines()
+        .take(n as usize)
+    {
         writeln!(out, "{}", line?)?;
     }
     out.flush()?;
@@ -247,7 +260,10 @@ fn produce(
             if services.is_multiple_of(FOLLOW_EVERY)
                 && let Some(id) = event_id(&line)
             {
-                followed.lock().expect("not poisoned").insert(id, Instant::now());
+                followed
+                    .lock()
+                    .expect("not poisoned")
+                    .insert(id, Instant::now());
             }
         }
         // Steady: never ahead of `rate` per second.
