@@ -16,6 +16,7 @@ use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 
 /// The memory the engine's own queries (views, KPIs) may hold before spilling to disk.
 const ENGINE_MEMORY_BYTES: usize = 8 << 30;
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use deltalake::DeltaTable;
 use wenming_schemas::Family;
@@ -262,8 +263,24 @@ impl Lakehouse {
         let mut materialized = BTreeMap::new();
         for view in views::VIEWS {
             let version = versions.get(view.reads).copied().flatten();
-            let provider = match self.current.views.get(view.name) {
-                Some((v, m)) if *v == version && version.is_some() => m.clone(),
+            let previous = self.current.views.get(view.name);
+            let incremental = match previous {
+                Some((Some(v), m)) if Some(*v) != version => self
+                    .incremental(view, m, &tables)
+                    .await
+                    .map_err(|source| LakehouseError::View {
+                        view: view.name,
+                        source,
+                    })?,
+                _ => None,
+            };
+            let provider = match (previous, incremental) {
+                (Some((v, m)), _) if *v == version && version.is_some() => m.clone(),
+                (_, Some(plan)) => Arc::new(Materialized::updating(
+                    view.name,
+                    plan,
+                    self.runtime.clone(),
+                )),
                 _ => {
                     let plan = ctx
                         .sql(view.sql)
@@ -292,6 +309,67 @@ impl Lakehouse {
             runtime: self.runtime.clone(),
             root: self.root.clone(),
         })
+    }
+}
+
+impl Lakehouse {
+    /// The plan of `view` at the raw table's new version from its rows at the previous
+    /// one: the rows of entities the new files do not name, kept, and the rows of those
+    /// they name, derived again from all their events (old and new). `None` when that
+    /// does not apply (a view without a key, rows not computed, files removed from the
+    /// table, as compaction does): then the view is computed whole.
+    async fn incremental(
+        &self,
+        view: &views::View,
+        previous: &Materialized,
+        tables: &BTreeMap<&'static str, Arc<dyn TableProvider>>,
+    ) -> datafusion::error::Result<Option<LogicalPlan>> {
+        let (Some(key), Some(old_rows)) = (view.key, previous.computed_rows()) else {
+            return Ok(None);
+        };
+        let (Some(table), Some(events)) = (self.deltas.get(view.reads), tables.get(view.reads))
+        else {
+            return Ok(None);
+        };
+        let before: std::collections::HashSet<String> =
+            self.current.files(view.reads).into_iter().collect();
+        let now: Vec<String> = match table.get_file_uris() {
+            Ok(files) => files.collect(),
+            Err(_) => return Ok(None),
+        };
+        let kept = now.iter().filter(|f| before.contains(*f)).count();
+        if kept != before.len() {
+            return Ok(None);
+        }
+        let added: Vec<String> = now.into_iter().filter(|f| !before.contains(f)).collect();
+        let ctx = SessionContext::new_with_config_rt(SessionConfig::new(), self.runtime.clone());
+        let schema = events.schema();
+        let options = datafusion::prelude::ParquetReadOptions::default().schema(&schema);
+        let new_rows = if added.is_empty() {
+            ctx.read_empty()?
+        } else {
+            ctx.read_parquet(added, options).await?
+        };
+        ctx.register_table("wm_new_rows", new_rows.into_view())?;
+        ctx.register_table("wm_all_events", events.clone())?;
+        ctx.register_table("wm_old_rows", old_rows)?;
+        // Every event of the named entities (and of events without one, which the view
+        // groups together), under the raw table's name for the view's SQL.
+        let named = ctx
+            .sql(&format!(
+                "SELECT * FROM wm_all_events WHERE \"{key}\" IS NULL \
+                 OR \"{key}\" IN (SELECT \"{key}\" FROM wm_new_rows)"
+            ))
+            .await?;
+        ctx.register_table(view.reads, named.into_view())?;
+        let again = ctx.sql(view.sql).await?;
+        let kept = ctx
+            .sql(&format!(
+                "SELECT * FROM wm_old_rows WHERE \"{key}\" IS NOT NULL AND \"{key}\" NOT IN \
+                 (SELECT \"{key}\" FROM wm_new_rows WHERE \"{key}\" IS NOT NULL)"
+            ))
+            .await?;
+        Ok(Some(kept.union(again)?.into_optimized_plan()?))
     }
 }
 

@@ -36,6 +36,9 @@ pub struct Materialized {
     /// The computation, once started: a task of its own, so that a caller who gives up
     /// (timeout, disconnect) does not throw away work the next caller needs.
     computing: Mutex<Option<Computing>>,
+    /// Whether `plan` updates the previous version's rows (`Lakehouse::incremental`)
+    /// rather than deriving the view from all events.
+    updates_previous: bool,
 }
 
 impl std::fmt::Debug for Materialized {
@@ -56,7 +59,21 @@ impl Materialized {
             schema,
             runtime,
             computing: Mutex::new(None),
+            updates_previous: false,
         }
+    }
+
+    /// A view whose `plan` updates the previous version's rows.
+    pub fn updating(name: &'static str, plan: LogicalPlan, runtime: Arc<RuntimeEnv>) -> Self {
+        Materialized {
+            updates_previous: true,
+            ..Materialized::new(name, plan, runtime)
+        }
+    }
+
+    /// Whether the rows are the previous version's, updated by the new events.
+    pub fn updates_previous(&self) -> bool {
+        self.updates_previous
     }
 
     pub fn name(&self) -> &'static str {
@@ -71,6 +88,16 @@ impl Materialized {
             .as_ref()
             .and_then(|c| c.peek())
             .is_some_and(|r| r.is_ok())
+    }
+
+    /// The rows, if they have been computed (and nothing else).
+    pub fn computed_rows(&self) -> Option<Arc<MemTable>> {
+        self.computing
+            .lock()
+            .expect("not poisoned")
+            .as_ref()
+            .and_then(|c| c.peek())
+            .and_then(|r| r.as_ref().ok().cloned())
     }
 
     /// The computed rows: computed now for the first caller, awaited by the others. A
