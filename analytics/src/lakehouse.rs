@@ -265,13 +265,15 @@ impl Lakehouse {
             let version = versions.get(view.reads).copied().flatten();
             let previous = self.current.views.get(view.name);
             let incremental = match previous {
+                // An update that cannot be planned is no reason to fail the refresh:
+                // the view is then computed whole.
                 Some((Some(v), m)) if Some(*v) != version => self
                     .incremental(view, m, &tables)
                     .await
-                    .map_err(|source| LakehouseError::View {
-                        view: view.name,
-                        source,
-                    })?,
+                    .unwrap_or_else(|e| {
+                        tracing::warn!(view = view.name, "computing the view whole: {e}");
+                        None
+                    }),
                 _ => None,
             };
             let provider = match (previous, incremental) {
