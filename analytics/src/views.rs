@@ -13,10 +13,11 @@ pub struct View {
     /// gets a new version, and only then.
     pub reads: &'static str,
     pub sql: &'static str,
-    /// The entity column, when each entity's row is derived from that entity's events
-    /// alone (every step of the SQL partitions or groups by it): then a new version of
-    /// the raw table recomputes only the entities its new rows name
-    /// (`lakehouse::incremental`), and the other rows are kept.
+    /// The entity column: each entity's rows are derived from that entity's events
+    /// alone (every step of the SQL partitions, groups or joins by it, or by it and a
+    /// finer column, as attendance by activity and person). A new version of the raw
+    /// table derives again only the entities its new rows name
+    /// (`Lakehouse::incremental`), and the other rows are kept.
     pub key: Option<&'static str>,
 }
 
@@ -26,31 +27,31 @@ pub const VIEWS: &[View] = &[
         name: "units",
         reads: "unit_events",
         sql: UNITS,
-        key: None,
+        key: Some("unit_id"),
     },
     View {
         name: "volunteers",
         reads: "volunteer_events",
         sql: VOLUNTEERS,
-        key: None,
+        key: Some("volunteer_id"),
     },
     View {
         name: "teams",
         reads: "team_events",
         sql: TEAMS,
-        key: None,
+        key: Some("team_id"),
     },
     View {
         name: "activities",
         reads: "activity_events",
         sql: ACTIVITIES,
-        key: None,
+        key: Some("activity_id"),
     },
     View {
         name: "attendance",
         reads: "attendance_events",
         sql: ATTENDANCE,
-        key: None,
+        key: Some("activity_id"),
     },
     View {
         name: "service_records",
@@ -62,25 +63,25 @@ pub const VIEWS: &[View] = &[
         name: "orders",
         reads: "order_events",
         sql: ORDERS,
-        key: None,
+        key: Some("order_id"),
     },
     View {
         name: "points",
         reads: "points_events",
         sql: POINTS,
-        key: None,
+        key: Some("volunteer_id"),
     },
     View {
         name: "wishes",
         reads: "wish_events",
         sql: WISHES,
-        key: None,
+        key: Some("wish_id"),
     },
     View {
         name: "feedback",
         reads: "feedback_events",
         sql: FEEDBACK,
-        key: None,
+        key: Some("feedback_id"),
     },
 ];
 
