@@ -16,7 +16,8 @@ use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 
 /// The memory the engine's own queries (views, KPIs) may hold before spilling to disk.
 const ENGINE_MEMORY_BYTES: usize = 8 << 30;
-use datafusion::logical_expr::LogicalPlan;
+use datafusion::common::{Column, JoinType};
+use datafusion::logical_expr::{LogicalPlan, col};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use deltalake::DeltaTable;
 use wenming_schemas::Family;
@@ -276,27 +277,23 @@ impl Lakehouse {
                     }),
                 _ => None,
             };
-            let provider = match (previous, incremental) {
-                (Some((v, m)), _) if *v == version && version.is_some() => m.clone(),
-                (_, Some(plan)) => Arc::new(Materialized::updating(
-                    view.name,
-                    plan,
-                    self.runtime.clone(),
-                )),
+            let provider = match previous {
+                Some((v, m)) if *v == version && version.is_some() => m.clone(),
                 _ => {
-                    let plan = ctx
+                    let whole = ctx
                         .sql(view.sql)
                         .await
-                        .map_err(|source| LakehouseError::View {
-                            view: view.name,
-                            source,
-                        })?
-                        .into_optimized_plan()
+                        .and_then(|df| df.into_optimized_plan())
                         .map_err(|source| LakehouseError::View {
                             view: view.name,
                             source,
                         })?;
-                    Arc::new(Materialized::new(view.name, plan, self.runtime.clone()))
+                    Arc::new(match incremental {
+                        Some(update) => {
+                            Materialized::updating(view.name, update, whole, self.runtime.clone())
+                        }
+                        None => Materialized::new(view.name, whole, self.runtime.clone()),
+                    })
                 }
             };
             tables.insert(view.name, provider.clone() as Arc<dyn TableProvider>);
@@ -345,32 +342,39 @@ impl Lakehouse {
         }
         let added: Vec<String> = now.into_iter().filter(|f| !before.contains(f)).collect();
         let ctx = SessionContext::new_with_config_rt(SessionConfig::new(), self.runtime.clone());
+        ctx.register_table("wm_old_rows", old_rows)?;
+        if added.is_empty() {
+            // A commit that added no rows to this table: the rows are the same.
+            return Ok(Some(ctx.table("wm_old_rows").await?.into_optimized_plan()?));
+        }
         let schema = events.schema();
         let options = datafusion::prelude::ParquetReadOptions::default().schema(&schema);
-        let new_rows = if added.is_empty() {
-            ctx.read_empty()?
-        } else {
-            ctx.read_parquet(added, options).await?
-        };
+        let new_rows = ctx.read_parquet(added, options).await?;
         ctx.register_table("wm_new_rows", new_rows.into_view())?;
         ctx.register_table("wm_all_events", events.clone())?;
-        ctx.register_table("wm_old_rows", old_rows)?;
+        // Joins, not subqueries: DataFusion cannot plan every subquery it is given (an
+        // `IN` under `OR` stayed a subquery for `units` and failed at execution).
+        let key_col = || col(Column::new_unqualified(key));
+        let named_keys = ctx
+            .table("wm_new_rows")
+            .await?
+            .select(vec![key_col()])?
+            .filter(key_col().is_not_null())?
+            .distinct()?;
         // Every event of the named entities (and of events without one, which the view
         // groups together), under the raw table's name for the view's SQL.
-        let named = ctx
-            .sql(&format!(
-                "SELECT * FROM wm_all_events WHERE \"{key}\" IS NULL \
-                 OR \"{key}\" IN (SELECT \"{key}\" FROM wm_new_rows)"
-            ))
-            .await?;
+        let all = ctx.table("wm_all_events").await?;
+        let named = all
+            .clone()
+            .join(named_keys.clone(), JoinType::LeftSemi, &[key], &[key], None)?
+            .union(all.filter(key_col().is_null())?)?;
         ctx.register_table(view.reads, named.into_view())?;
         let again = ctx.sql(view.sql).await?;
         let kept = ctx
-            .sql(&format!(
-                "SELECT * FROM wm_old_rows WHERE \"{key}\" IS NOT NULL AND \"{key}\" NOT IN \
-                 (SELECT \"{key}\" FROM wm_new_rows WHERE \"{key}\" IS NOT NULL)"
-            ))
-            .await?;
+            .table("wm_old_rows")
+            .await?
+            .filter(key_col().is_not_null())?
+            .join(named_keys, JoinType::LeftAnti, &[key], &[key], None)?;
         Ok(Some(kept.union(again)?.into_optimized_plan()?))
     }
 }

@@ -39,6 +39,8 @@ pub struct Materialized {
     /// Whether `plan` updates the previous version's rows (`Lakehouse::incremental`)
     /// rather than deriving the view from all events.
     updates_previous: bool,
+    /// For an update: the view derived from all events, computed if the update fails.
+    whole: Option<LogicalPlan>,
 }
 
 impl std::fmt::Debug for Materialized {
@@ -60,14 +62,22 @@ impl Materialized {
             runtime,
             computing: Mutex::new(None),
             updates_previous: false,
+            whole: None,
         }
     }
 
-    /// A view whose `plan` updates the previous version's rows.
-    pub fn updating(name: &'static str, plan: LogicalPlan, runtime: Arc<RuntimeEnv>) -> Self {
+    /// A view whose `update` plan updates the previous version's rows, and `whole`
+    /// derives it from all events (computed instead if the update fails).
+    pub fn updating(
+        name: &'static str,
+        update: LogicalPlan,
+        whole: LogicalPlan,
+        runtime: Arc<RuntimeEnv>,
+    ) -> Self {
         Materialized {
             updates_previous: true,
-            ..Materialized::new(name, plan, runtime)
+            whole: Some(whole),
+            ..Materialized::new(name, update, runtime)
         }
     }
 
@@ -123,14 +133,28 @@ impl Materialized {
 
     fn start(&self) -> Computing {
         let (name, plan, schema) = (self.name, self.plan.clone(), self.schema.clone());
+        let whole = self.whole.clone();
         let ctx = SessionContext::new_with_config_rt(SessionConfig::new(), self.runtime.clone());
         let task = tokio::spawn(async move {
             let started = std::time::Instant::now();
-            let partitions = ctx
-                .execute_logical_plan(plan)
-                .await?
-                .collect_partitioned()
-                .await?
+            let computed = match ctx.execute_logical_plan(plan).await {
+                Ok(df) => df.collect_partitioned().await,
+                Err(e) => Err(e),
+            };
+            let computed = match (computed, whole) {
+                (Err(e), Some(whole)) => {
+                    tracing::warn!(
+                        view = name,
+                        "updating the view failed, computing it whole: {e}"
+                    );
+                    ctx.execute_logical_plan(whole)
+                        .await?
+                        .collect_partitioned()
+                        .await
+                }
+                (computed, _) => computed,
+            };
+            let partitions = computed?
                 .into_iter()
                 .map(|batches| batches.iter().map(compact).collect::<Result<Vec<_>>>())
                 .collect::<Result<Vec<_>>>()?;
