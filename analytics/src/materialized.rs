@@ -27,8 +27,11 @@ type Computing = Shared<BoxFuture<'static, Result<Arc<MemTable>, Arc<DataFusionE
 
 pub struct Materialized {
     name: &'static str,
-    /// The view's plan over its raw table (the table's provider is inside the plan).
-    plan: LogicalPlan,
+    /// The view's plan over its raw table (the table's provider is inside the plan),
+    /// and for an update the plan deriving it from all events, computed if the update
+    /// fails. Let go of once the rows are computed: an update's plan holds the previous
+    /// version's rows, which would otherwise stay in memory beside the new ones.
+    plans: Arc<Mutex<Option<(LogicalPlan, Option<LogicalPlan>)>>>,
     schema: SchemaRef,
     /// The lake's runtime: the view is computed outside any caller's memory limit or
     /// timeout, since every later caller shares the result.
@@ -36,11 +39,9 @@ pub struct Materialized {
     /// The computation, once started: a task of its own, so that a caller who gives up
     /// (timeout, disconnect) does not throw away work the next caller needs.
     computing: Mutex<Option<Computing>>,
-    /// Whether `plan` updates the previous version's rows (`Lakehouse::incremental`)
+    /// Whether the plan updates the previous version's rows (`Lakehouse::incremental`)
     /// rather than deriving the view from all events.
     updates_previous: bool,
-    /// For an update: the view derived from all events, computed if the update fails.
-    whole: Option<LogicalPlan>,
 }
 
 impl std::fmt::Debug for Materialized {
@@ -57,12 +58,11 @@ impl Materialized {
         let schema = Arc::new(plan.schema().as_arrow().clone());
         Materialized {
             name,
-            plan,
+            plans: Arc::new(Mutex::new(Some((plan, None)))),
             schema,
             runtime,
             computing: Mutex::new(None),
             updates_previous: false,
-            whole: None,
         }
     }
 
@@ -74,11 +74,14 @@ impl Materialized {
         whole: LogicalPlan,
         runtime: Arc<RuntimeEnv>,
     ) -> Self {
-        Materialized {
+        let view = Materialized {
             updates_previous: true,
-            whole: Some(whole),
             ..Materialized::new(name, update, runtime)
+        };
+        if let Some((_, fallback)) = view.plans.lock().expect("not poisoned").as_mut() {
+            *fallback = Some(whole);
         }
+        view
     }
 
     /// Whether the rows are the previous version's, updated by the new events.
@@ -132,11 +135,16 @@ impl Materialized {
     }
 
     fn start(&self) -> Computing {
-        let (name, plan, schema) = (self.name, self.plan.clone(), self.schema.clone());
-        let whole = self.whole.clone();
+        let (name, schema) = (self.name, self.schema.clone());
+        let plans = self.plans.clone();
         let ctx = SessionContext::new_with_config_rt(SessionConfig::new(), self.runtime.clone());
         let task = tokio::spawn(async move {
             let started = std::time::Instant::now();
+            let Some((plan, whole)) = plans.lock().expect("not poisoned").clone() else {
+                return Err(DataFusionError::Internal(format!(
+                    "the view {name} was computed already"
+                )));
+            };
             let computed = match ctx.execute_logical_plan(plan).await {
                 Ok(df) => df.collect_partitioned().await,
                 Err(e) => Err(e),
@@ -165,7 +173,9 @@ impl Materialized {
                 .map(|b| b.get_array_memory_size())
                 .sum();
             tracing::debug!(view = name, rows, bytes, took = ?started.elapsed(), "view computed");
-            Ok(Arc::new(MemTable::try_new(schema, partitions)?))
+            let table = Arc::new(MemTable::try_new(schema, partitions)?);
+            plans.lock().expect("not poisoned").take();
+            Ok(table)
         });
         async move {
             match task.await {

@@ -282,7 +282,8 @@ async fn service_records_updated_from_new_events_equal_the_full_computation() {
             sent.push((id, ty.to_string(), at, unit.to_string(), data));
         }
         // The current rows are computed, so the next version can update them.
-        a.snapshot()
+        let previous = a
+            .snapshot()
             .await
             .unwrap()
             .view("service_records")
@@ -302,6 +303,12 @@ async fn service_records_updated_from_new_events_equal_the_full_computation() {
         if view.updates_previous() {
             updated += 1;
         }
+        view.rows().await.unwrap();
+        assert_eq!(
+            Arc::strong_count(&previous),
+            1,
+            "commit {commit}: the previous rows are let go of once the update is computed"
+        );
         let full = Analytics::open(dir.path().join("lake"), Settings::default())
             .await
             .unwrap();
