@@ -23,6 +23,9 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 
+/// A view's plan, and for an update the whole computation to fall back on.
+type Plans = (LogicalPlan, Option<LogicalPlan>);
+
 type Computing = Shared<BoxFuture<'static, Result<Arc<MemTable>, Arc<DataFusionError>>>>;
 
 pub struct Materialized {
@@ -31,7 +34,7 @@ pub struct Materialized {
     /// and for an update the plan deriving it from all events, computed if the update
     /// fails. Let go of once the rows are computed: an update's plan holds the previous
     /// version's rows, which would otherwise stay in memory beside the new ones.
-    plans: Arc<Mutex<Option<(LogicalPlan, Option<LogicalPlan>)>>>,
+    plans: Arc<Mutex<Option<Plans>>>,
     schema: SchemaRef,
     /// The lake's runtime: the view is computed outside any caller's memory limit or
     /// timeout, since every later caller shares the result.
