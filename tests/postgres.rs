@@ -25,6 +25,25 @@ fn required() -> bool {
     std::env::var("WENMING_TEST_PYTHON").is_ok_and(|v| v == "1")
 }
 
+/// Whether one of `tools` is not installed (then the test is skipped, unless the run
+/// requires it: CI installs postgresql-client and openssl).
+fn missing(tools: &[&str]) -> bool {
+    let absent: Vec<&str> = tools
+        .iter()
+        .copied()
+        .filter(|t| Command::new(t).arg("--version").output().is_err())
+        .collect();
+    if absent.is_empty() {
+        return false;
+    }
+    assert!(
+        !required(),
+        "{absent:?} missing (apt-get install postgresql-client openssl)"
+    );
+    eprintln!("skipped: no {absent:?}");
+    true
+}
+
 fn start() -> Server {
     let dir = tempfile::tempdir().unwrap();
     let tiny = dir.path().join("tiny.ndjson");
@@ -72,12 +91,7 @@ fn text(o: &Output) -> (String, String) {
 
 #[test]
 fn psql_lists_describes_queries_copies_and_is_refused_where_it_must_be() {
-    if Command::new("psql").arg("--version").output().is_err() {
-        assert!(
-            !required(),
-            "psql is missing (apt-get install postgresql-client)"
-        );
-        eprintln!("skipped: no psql");
+    if missing(&["psql"]) {
         return;
     }
     let s = start();
@@ -243,12 +257,7 @@ fn psql_lists_describes_queries_copies_and_is_refused_where_it_must_be() {
 
 #[test]
 fn psql_ctrl_c_cancels_while_others_answer_and_dbeaver_navigates() {
-    if Command::new("psql").arg("--version").output().is_err() {
-        assert!(
-            !required(),
-            "psql is missing (apt-get install postgresql-client)"
-        );
-        eprintln!("skipped: no psql");
+    if missing(&["psql"]) {
         return;
     }
     let s = start();
@@ -335,10 +344,7 @@ fn python_clients_agree_with_http_and_cancel_stops_queries() {
 
 #[test]
 fn tls_is_served_and_plaintext_beyond_loopback_is_refused() {
-    let have = |c: &str| Command::new(c).arg("--version").output().is_ok();
-    if !have("psql") || !have("openssl") {
-        assert!(!required(), "psql and openssl are needed");
-        eprintln!("skipped: no psql or openssl");
+    if missing(&["psql", "openssl"]) {
         return;
     }
     let certs = tempfile::tempdir().unwrap();

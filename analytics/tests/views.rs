@@ -323,34 +323,17 @@ async fn service_records_updated_from_new_events_equal_the_full_computation() {
         // One row per record recorded so far (the first one and R0 …), counted from
         // the events this test sent.
         assert_eq!(
-            sorted_rows(&whole).await.len(),
+            sorted_by(&whole, "record_id").await.len(),
             4 + 1 + records as usize,
             "commit {commit}: a row per recorded record"
         );
         assert_eq!(
-            sorted_rows(&view).await,
-            sorted_rows(&whole).await,
+            sorted_by(&view, "record_id").await,
+            sorted_by(&whole, "record_id").await,
             "commit {commit}: updated rows differ from the full computation"
         );
     }
     assert_eq!(updated, 6, "every commit updated the previous rows");
-}
-
-async fn sorted_rows(view: &wenming_analytics::materialized::Materialized) -> Vec<String> {
-    let table = view.rows().await.unwrap();
-    let ctx = datafusion::prelude::SessionContext::new();
-    ctx.register_table("v", table).unwrap();
-    let batches = ctx
-        .sql("SELECT * FROM v ORDER BY record_id")
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
-    let text = arrow::util::pretty::pretty_format_batches(&batches)
-        .unwrap()
-        .to_string();
-    text.lines().map(str::to_string).collect()
 }
 
 /// Every view updated from each commit's new events equals the view derived from all

@@ -24,7 +24,7 @@ use chrono::Datelike;
 use wenming_analytics::Kpi;
 use wenming_ingest::producer::LineProducer;
 
-use super::bench_api::{TOKEN, start_server};
+use super::bench_api::{TOKEN, ms, percentile, start_server};
 
 #[derive(clap::Args)]
 pub struct LiveBenchArgs {
@@ -153,9 +153,9 @@ pub fn run(args: LiveBenchArgs) -> anyhow::Result<ExitCode> {
     );
     println!(
         "  p50 {:.0} ms   p95 {:.0} ms   p99 {:.0} ms   max {:.0} ms",
-        ms(pct(&answers, 0.50)),
-        ms(pct(&answers, 0.95)),
-        ms(pct(&answers, 0.99)),
+        ms(percentile(&answers, 0.50)),
+        ms(percentile(&answers, 0.95)),
+        ms(percentile(&answers, 0.99)),
         ms(answers.last().copied().unwrap_or_default())
     );
     println!("  slowest:");
@@ -168,8 +168,8 @@ pub fn run(args: LiveBenchArgs) -> anyhow::Result<ExitCode> {
     );
     println!(
         "  p50 {:.2} s   p95 {:.2} s   max {:.2} s",
-        pct(&fresh, 0.50).as_secs_f64(),
-        pct(&fresh, 0.95).as_secs_f64(),
+        percentile(&fresh, 0.50).as_secs_f64(),
+        percentile(&fresh, 0.95).as_secs_f64(),
         fresh.last().copied().unwrap_or_default().as_secs_f64()
     );
     println!("server peak RSS: {:.0} MiB", peak as f64 / 1024.0);
@@ -393,15 +393,4 @@ fn sample_rss(pid: u32, done: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
         }
         peak
     })
-}
-
-fn pct(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
 }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use futures::TryStreamExt;
 
-use super::bench_api::{TOKEN, start_server};
+use super::bench_api::{TOKEN, ms, percentile, start_server};
 
 #[derive(clap::Args)]
 pub struct PostgresBenchArgs {
@@ -226,10 +226,6 @@ fn median(times: &mut [Duration]) -> Duration {
     times[times.len() / 2]
 }
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
 struct Trips {
     latencies: Vec<Duration>,
     elapsed: Duration,
@@ -240,8 +236,7 @@ impl Trips {
         self.latencies.len() as f64 / self.elapsed.as_secs_f64()
     }
     fn percentile(&self, p: f64) -> Duration {
-        let i = ((self.latencies.len() as f64 - 1.0) * p).round() as usize;
-        self.latencies.get(i).copied().unwrap_or_default()
+        percentile(&self.latencies, p)
     }
 }
 
