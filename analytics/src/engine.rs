@@ -11,10 +11,11 @@ use std::time::{Duration, Instant};
 use chrono_tz::Tz;
 
 use crate::error::AnalyticsError;
-use crate::kpi::{self, KpiInfo, KpiRequest, KpiResponse};
+use crate::kpi::{self, KpiInfo, KpiRequest, KpiResponse, Source};
 use crate::lakehouse::{Lakehouse, Snapshot};
 use crate::quality::{self, QualityReport};
 use crate::reference::Reference;
+use crate::rollup::Rollups;
 use crate::scope::{Level, Scope};
 use crate::sql::{self, SqlLimits, SqlResult};
 use crate::wall::ScopeUnits;
@@ -86,6 +87,8 @@ pub struct Analytics {
     /// (version key, question, scope) → answer. Cleared whole when full: answers are
     /// cheap to recompute and stale ones never match a new version key anyway.
     cache: Mutex<HashMap<String, Arc<KpiResponse>>>,
+    /// The facts KPIs are counted from, per table version.
+    rollups: Rollups,
 }
 
 impl Analytics {
@@ -96,6 +99,7 @@ impl Analytics {
         let house = Lakehouse::open(lake).await?;
         let snapshot = house.snapshot();
         Ok(Analytics {
+            rollups: Rollups::new(settings.tz),
             settings,
             house: tokio::sync::Mutex::new(house),
             current: RwLock::new(Current {
@@ -222,23 +226,50 @@ impl Analytics {
         Ok(())
     }
 
-    /// Answer a KPI question for a caller limited to `scope`.
+    /// Answer a KPI question for a caller limited to `scope`, from the rollups.
     pub async fn kpi(
         &self,
         req: &KpiRequest,
         scope: &Scope,
     ) -> Result<Arc<KpiResponse>, AnalyticsError> {
+        self.kpi_from(req, scope, false).await
+    }
+
+    /// Answer a KPI question with the reference computation (SQL over the views, no
+    /// rollups, no cache): what `wenming kpi --exact-recompute` runs to check an answer.
+    pub async fn kpi_exact(
+        &self,
+        req: &KpiRequest,
+        scope: &Scope,
+    ) -> Result<Arc<KpiResponse>, AnalyticsError> {
+        self.kpi_from(req, scope, true).await
+    }
+
+    async fn kpi_from(
+        &self,
+        req: &KpiRequest,
+        scope: &Scope,
+        exact: bool,
+    ) -> Result<Arc<KpiResponse>, AnalyticsError> {
         req.validate()?;
         let snapshot = self.snapshot().await?;
         let key = cache_key(&snapshot, req, scope);
-        if let Some(hit) = self.cache.lock().expect("not poisoned").get(&key) {
+        if !exact && let Some(hit) = self.cache.lock().expect("not poisoned").get(&key) {
             return Ok(hit.clone());
         }
         let refd = self.reference(&snapshot).await?;
         self.check_size(&refd, req, scope)?;
         let limits = &self.settings.kpi_limits;
-        let ctx = snapshot.context_on(snapshot.runtime_with_memory(limits.memory_bytes)?);
-        let work = kpi::answer(&ctx, &refd, req, scope, self.settings.tz);
+        let tz = self.settings.tz;
+        let work = async {
+            if exact {
+                let ctx = snapshot.context_on(snapshot.runtime_with_memory(limits.memory_bytes)?);
+                kpi::answer(Source::Exact(&ctx), &refd, req, scope, tz).await
+            } else {
+                let rollup = self.rollups.for_kpi(req.kpi, &snapshot, &refd).await?;
+                kpi::answer(Source::Rollup(&rollup), &refd, req, scope, tz).await
+            }
+        };
         let answer = match tokio::time::timeout(limits.timeout, work).await {
             Ok(answer) => {
                 let mut answer = answer.map_err(crate::sql::limit_error)?;
@@ -254,6 +285,9 @@ impl Analytics {
                 )));
             }
         };
+        if exact {
+            return Ok(answer);
+        }
         let mut cache = self.cache.lock().expect("not poisoned");
         if cache.len() >= self.settings.cache_entries {
             cache.clear();

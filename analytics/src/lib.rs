@@ -34,6 +34,7 @@ pub mod materialized;
 pub mod overview;
 pub mod quality;
 pub mod reference;
+pub mod rollup;
 pub mod runs;
 pub mod scope;
 pub mod sql;

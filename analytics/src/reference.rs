@@ -66,6 +66,8 @@ pub struct Volunteer {
     pub id: String,
     /// Home unit of the latest registration.
     pub home_unit: String,
+    /// Its index in `Reference::units`, when it is a known unit.
+    pub home_index: Option<usize>,
     pub registered_at: i64,
     pub deregistered_at: Option<i64>,
 }
@@ -208,9 +210,11 @@ impl Reference {
             let reg = ints(&batch, 2)?;
             let dereg = ints(&batch, 3)?;
             for i in 0..batch.num_rows() {
+                let home_unit = home[i].clone().unwrap_or_default();
                 volunteers.push(Volunteer {
                     id: id[i].clone().unwrap_or_default(),
-                    home_unit: home[i].clone().unwrap_or_default(),
+                    home_index: unit_index.get(&home_unit).copied(),
+                    home_unit,
                     registered_at: reg[i].unwrap_or(i64::MAX),
                     deregistered_at: dereg[i],
                 });

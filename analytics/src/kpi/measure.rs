@@ -27,7 +27,7 @@ pub enum Cells {
 }
 
 /// Star thresholds in minutes: ★1 100 h, ★2 300 h, ★3 600 h, ★4 1000 h, ★5 1500 h.
-const STAR_MINUTES: [i64; 5] = [100 * 60, 300 * 60, 600 * 60, 1000 * 60, 1500 * 60];
+pub const STAR_MINUTES: [i64; 5] = [100 * 60, 300 * 60, 600 * 60, 1000 * 60, 1500 * 60];
 
 fn held(n: i32) -> String {
     format!(
@@ -99,7 +99,7 @@ async fn pairs(ctx: &SessionContext, sql: &str) -> Result<Vec<(usize, String)>, 
 }
 
 /// Replace each cell's denominator by a per-period reference count.
-fn with_denominator(
+pub fn with_denominator(
     frame: &Frame<'_>,
     mut cells: HashMap<Key, (f64, f64)>,
     denominator: impl Fn(usize) -> HashMap<String, i64>,

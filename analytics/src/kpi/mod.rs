@@ -1,8 +1,9 @@
 //! KPIs: a question (`KpiRequest`) is answered in the contract's shape (`KpiResponse`).
 //!
 //! `frame` cuts the range into periods and lists the rows the answer must have;
-//! `measure` counts the facts per (period, area) with DataFusion; `answer` lays the cells
-//! out as rows (zeros shown, ratios with their parts) and adds comparisons.
+//! the facts per (period, area) are counted from the rollups (`crate::rollup`), or, for
+//! the reference computation, by `measure` with DataFusion over the views; `answer` lays
+//! the cells out as rows (zeros shown, ratios with their parts) and adds comparisons.
 
 pub mod catalog;
 pub mod frame;
@@ -22,6 +23,7 @@ use measure::{Cells, median};
 use crate::calendar::{Compare, Granularity, Periods, shift};
 use crate::error::AnalyticsError;
 use crate::reference::Reference;
+use crate::rollup::Rollup;
 use crate::scope::{Level, Scope};
 
 /// One KPI question.
@@ -141,9 +143,18 @@ pub struct KpiResponse {
     pub rows: Vec<Row>,
 }
 
-/// Answer `req` against a snapshot's session, for a caller limited to `scope`.
+/// Where a question's facts are counted from.
+#[derive(Clone, Copy)]
+pub enum Source<'a> {
+    /// The rollups (`crate::rollup`): what questions are answered from.
+    Rollup(&'a Rollup),
+    /// The SQL measures over the views, in this session: the reference computation.
+    Exact(&'a SessionContext),
+}
+
+/// Answer `req` from `source`, for a caller limited to `scope`.
 pub async fn answer(
-    ctx: &SessionContext,
+    source: Source<'_>,
     refd: &Reference,
     req: &KpiRequest,
     scope: &Scope,
@@ -151,14 +162,14 @@ pub async fn answer(
 ) -> Result<KpiResponse, AnalyticsError> {
     req.validate()?;
     let scopes = scopes_of(refd, req, scope)?;
-    let mut rows = rows_for(ctx, refd, req, req.from, req.to, &scopes, tz).await?;
+    let mut rows = rows_for(source, refd, req, req.from, req.to, &scopes, tz).await?;
     if let Some(c) = req.compare {
         let days = (req.to - req.from).num_days() + 1;
         let g = req.granularity;
         let (pf, pt) = (shift(req.from, g, c, days), shift(req.to, g, c, days));
         let mut earlier = req.clone();
         earlier.top = None; // a ranked volunteer's previous hours, wherever they ranked then
-        let prev = rows_for(ctx, refd, &earlier, pf, pt, &scopes, tz).await?;
+        let prev = rows_for(source, refd, &earlier, pf, pt, &scopes, tz).await?;
         let index: HashMap<_, _> = prev
             .iter()
             .map(|r| {
@@ -271,7 +282,7 @@ pub fn answer_size(
 }
 
 async fn rows_for(
-    ctx: &SessionContext,
+    source: Source<'_>,
     refd: &Reference,
     req: &KpiRequest,
     from: NaiveDate,
@@ -282,10 +293,15 @@ async fn rows_for(
     let periods =
         Periods::new(from, to, req.granularity, tz).map_err(AnalyticsError::BadRequest)?;
     let frame = Frame::new(refd, periods, req.level, scopes);
-    // Each measurement registers its own frame (a comparison's periods differ), in the
-    // query's own session.
-    frame.register(ctx)?;
-    let cells = measure::measure(req.kpi, ctx, &frame).await?;
+    let cells = match source {
+        Source::Rollup(rollup) => rollup.measure(req.kpi, &frame)?,
+        Source::Exact(ctx) => {
+            // Each measurement registers its own frame (a comparison's periods differ),
+            // in the query's own session.
+            frame.register(ctx)?;
+            measure::measure(req.kpi, ctx, &frame).await?
+        }
+    };
     Ok(lay_out(req.kpi, &frame, cells, req.top.unwrap_or(10)))
 }
 

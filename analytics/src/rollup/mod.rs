@@ -1,0 +1,457 @@
+//! Rollups: the facts every KPI counts, kept per local day with dense ids, so that a
+//! question of any period × level × area is one pass over the days it spans — no
+//! scan of the views, no join, no sort — and exact (distinct counts are sets of ids, not
+//! sketches).
+//!
+//! ```text
+//!  views (per table version) ──► participation (activities + attendance)
+//!                            ──► service (service_records)          ──► measure(kpi, grid) → Cells
+//!                            ──► orders
+//!  reference (units, volunteers) ─────────────────────────────────────┘
+//! ```
+//!
+//! Each part is built from its views' rows once per version of the raw tables it reads
+//! and shared by every question on that version (`Rollups`). The SQL measures
+//! (`kpi::measure`) stay as the reference: `wenming kpi --exact-recompute` answers with
+//! them, and tests/rollups hold the two to identical answers.
+
+pub mod days;
+mod grid;
+mod orders;
+mod participation;
+mod service;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use arrow::array::{
+    Array, AsArray, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray,
+};
+use arrow::datatypes::{DataType, Float64Type, Int64Type};
+use chrono_tz::Tz;
+use datafusion::error::DataFusionError;
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
+
+use crate::error::AnalyticsError;
+use crate::kpi::Kpi;
+use crate::kpi::frame::Frame;
+use crate::kpi::measure::{Cells, with_denominator};
+use crate::lakehouse::Snapshot;
+use crate::reference::{Reference, collect};
+use grid::Grid;
+pub use orders::Orders;
+pub use participation::Participation;
+pub use service::Service;
+
+/// The parts one question reads, at its snapshot's versions.
+pub struct Rollup {
+    participation: Option<Arc<Participation>>,
+    service: Option<(Arc<Service>, Arc<Vec<u32>>)>,
+    orders: Option<Arc<Orders>>,
+}
+
+/// Which part a KPI is answered from (`None`: the reference data alone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Participation,
+    Service,
+    Orders,
+    None,
+}
+
+fn part(kpi: Kpi) -> Part {
+    use Kpi::*;
+    match kpi {
+        ActivitiesHeld | ParticipantVisits | ResidentVisits | UniqueParticipants
+        | ParticipationRate | ActiveStationRate => Part::Participation,
+        VolunteerActivityRate
+        | ServiceHours
+        | ServingVolunteers
+        | HoursPerVolunteer
+        | HoursPerResident
+        | StarVolunteers
+        | VolunteerRanking => Part::Service,
+        OrdersPlaced | OrderCompletionRate | OrderResponseMinutesP50 | OrderSatisfaction => {
+            Part::Orders
+        }
+        VolunteerRegistrationRate => Part::None,
+    }
+}
+
+impl Rollup {
+    /// Count a KPI's facts per (period, area) of `frame`, as `kpi::measure` does.
+    pub fn measure(&self, kpi: Kpi, frame: &Frame<'_>) -> Result<Cells, AnalyticsError> {
+        let grid = Grid::new(frame);
+        let missing = || {
+            AnalyticsError::Query(DataFusionError::Internal(format!(
+                "the rollup of {} was not loaded",
+                kpi.name()
+            )))
+        };
+        let hours = |minutes: Vec<i64>| -> Vec<f64> {
+            minutes.into_iter().map(|m| m as f64 / 60.0).collect()
+        };
+        let as_f64 = |v: Vec<i64>| -> Vec<f64> { v.into_iter().map(|x| x as f64).collect() };
+        use Kpi::*;
+        Ok(match part(kpi) {
+            Part::Participation => {
+                let p = self.participation.as_deref().ok_or_else(missing)?;
+                match kpi {
+                    ParticipationRate => Cells::Plain(with_denominator(
+                        frame,
+                        grid.plain(&p.persons(&grid, true), None),
+                        |b| frame.residents(b),
+                    )),
+                    ActiveStationRate => Cells::Plain(with_denominator(
+                        frame,
+                        grid.plain(&p.active_stations(&grid), None),
+                        |b| frame.open_stations(b),
+                    )),
+                    UniqueParticipants => Cells::Plain(grid.plain(&p.persons(&grid, false), None)),
+                    _ => Cells::Plain(grid.plain(&as_f64(p.counts(kpi, &grid)), None)),
+                }
+            }
+            Part::Service => {
+                let (s, link) = self.service.as_ref().ok_or_else(missing)?;
+                match kpi {
+                    ServiceHours => Cells::Plain(grid.plain(&hours(s.minutes(&grid)), None)),
+                    ServingVolunteers => Cells::Plain(grid.plain(&s.serving(&grid), None)),
+                    HoursPerVolunteer => Cells::Plain(grid.plain(
+                        &hours(s.minutes(&grid)),
+                        Some(&as_f64(grid.registered_counts())),
+                    )),
+                    HoursPerResident => Cells::Plain(with_denominator(
+                        frame,
+                        grid.plain(&hours(s.minutes(&grid)), None),
+                        |b| frame.residents(b),
+                    )),
+                    VolunteerActivityRate => Cells::Plain(grid.plain(
+                        &s.active(&grid, link),
+                        Some(&as_f64(grid.registered_counts())),
+                    )),
+                    StarVolunteers => Cells::Stars(s.stars(&grid, link)),
+                    _ => Cells::Ranking(s.ranking(&grid)),
+                }
+            }
+            Part::Orders => self
+                .orders
+                .as_deref()
+                .ok_or_else(missing)?
+                .measure(kpi, &grid),
+            Part::None => {
+                let registered = as_f64(grid.registered_counts());
+                Cells::Plain(with_denominator(
+                    frame,
+                    grid.plain(&registered, None),
+                    |b| frame.residents(b),
+                ))
+            }
+        })
+    }
+}
+
+/// The parts built so far: each the latest asked for, by the versions it reflects.
+pub struct Rollups {
+    tz: Tz,
+    participation: Slot<Participation>,
+    service: Slot<Service>,
+    orders: Slot<Orders>,
+    /// The service rollup's volunteers linked to a reference's (one pair at a time).
+    link: Mutex<Option<Link>>,
+}
+
+/// A reference, a service rollup, and per volunteer of the rollup their index in the
+/// reference.
+type Link = (Arc<Reference>, Arc<Service>, Arc<Vec<u32>>);
+
+impl Rollups {
+    pub fn new(tz: Tz) -> Self {
+        Rollups {
+            tz,
+            participation: Slot::default(),
+            service: Slot::default(),
+            orders: Slot::default(),
+            link: Mutex::new(None),
+        }
+    }
+
+    /// The parts `kpi` needs at `snapshot`'s versions, built now if they are not yet.
+    pub async fn for_kpi(
+        &self,
+        kpi: Kpi,
+        snapshot: &Arc<Snapshot>,
+        refd: &Arc<Reference>,
+    ) -> Result<Rollup, AnalyticsError> {
+        let key = |tables: &[&str]| {
+            tables
+                .iter()
+                .map(|t| format!("{t}@{:?}", snapshot.versions.get(t).copied().flatten()))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let tz = self.tz;
+        let mut rollup = Rollup {
+            participation: None,
+            service: None,
+            orders: None,
+        };
+        match part(kpi) {
+            Part::Participation => {
+                let s = snapshot.clone();
+                let built = self
+                    .participation
+                    .get(
+                        key(&["activity_events", "attendance_events"]),
+                        move || async move {
+                            let rows = collect(&s.context(), participation::SQL).await?;
+                            blocking(move || Participation::from_batches(&rows, tz)).await
+                        },
+                    )
+                    .await?;
+                rollup.participation = Some(built);
+            }
+            Part::Service => {
+                let s = snapshot.clone();
+                let built = self
+                    .service
+                    .get(key(&["service_events"]), move || async move {
+                        let rows = collect(&s.context(), service::SQL).await?;
+                        blocking(move || Service::from_batches(&rows, tz)).await
+                    })
+                    .await?;
+                let link = self.link(refd, &built).await?;
+                rollup.service = Some((built, link));
+            }
+            Part::Orders => {
+                let s = snapshot.clone();
+                let built = self
+                    .orders
+                    .get(key(&["order_events"]), move || async move {
+                        let rows = collect(&s.context(), orders::SQL).await?;
+                        Orders::from_batches(&rows, tz)
+                    })
+                    .await?;
+                rollup.orders = Some(built);
+            }
+            Part::None => {}
+        }
+        Ok(rollup)
+    }
+
+    async fn link(
+        &self,
+        refd: &Arc<Reference>,
+        service: &Arc<Service>,
+    ) -> Result<Arc<Vec<u32>>, AnalyticsError> {
+        if let Some((r, s, link)) = &*self.link.lock().expect("not poisoned")
+            && Arc::ptr_eq(r, refd)
+            && Arc::ptr_eq(s, service)
+        {
+            return Ok(link.clone());
+        }
+        let (r, s) = (refd.clone(), service.clone());
+        let link = Arc::new(blocking(move || Ok(s.link(&r))).await?);
+        *self.link.lock().expect("not poisoned") =
+            Some((refd.clone(), service.clone(), link.clone()));
+        Ok(link)
+    }
+}
+
+/// CPU-bound work off the async workers, so that other requests keep being served.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, AnalyticsError> + Send + 'static,
+) -> Result<T, AnalyticsError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| AnalyticsError::Query(DataFusionError::External(Box::new(e))))?
+}
+
+type Building<T> = Shared<BoxFuture<'static, Result<Arc<T>, Arc<AnalyticsError>>>>;
+
+/// One part: built once per key by whoever asks first, awaited by the others.
+struct Slot<T> {
+    current: Mutex<Option<(String, Building<T>)>>,
+}
+
+impl<T> Default for Slot<T> {
+    fn default() -> Self {
+        Slot {
+            current: Mutex::new(None),
+        }
+    }
+}
+
+impl<T: Send + Sync + 'static> Slot<T> {
+    async fn get<F, Fut>(&self, key: String, build: F) -> Result<Arc<T>, AnalyticsError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, AnalyticsError>> + Send + 'static,
+    {
+        let building = {
+            let mut current = self.current.lock().expect("not poisoned");
+            match &*current {
+                Some((k, b)) if *k == key => b.clone(),
+                _ => {
+                    let b: Building<T> = build()
+                        .map(|r| r.map(Arc::new).map_err(Arc::new))
+                        .boxed()
+                        .shared();
+                    *current = Some((key, b.clone()));
+                    b
+                }
+            }
+        };
+        match building.clone().await {
+            Ok(part) => Ok(part),
+            Err(e) => {
+                // Forget a failure, so that the next question tries again.
+                let mut current = self.current.lock().expect("not poisoned");
+                if current.as_ref().is_some_and(|(_, b)| b.ptr_eq(&building)) {
+                    *current = None;
+                }
+                Err(AnalyticsError::Query(DataFusionError::Execution(
+                    e.to_string(),
+                )))
+            }
+        }
+    }
+}
+
+/// Ids made dense: the n-th distinct id seen is n.
+#[derive(Default)]
+pub struct Interner {
+    ids: Vec<Arc<str>>,
+    index: HashMap<Arc<str>, u32, foldhash::fast::RandomState>,
+}
+
+impl Interner {
+    pub fn intern(&mut self, id: &str) -> u32 {
+        if let Some(i) = self.index.get(id) {
+            return *i;
+        }
+        let id: Arc<str> = id.into();
+        let i = self.ids.len() as u32;
+        self.ids.push(id.clone());
+        self.index.insert(id, i);
+        i
+    }
+
+    pub fn get(&self, id: &str) -> Option<u32> {
+        self.index.get(id).copied()
+    }
+
+    pub fn id(&self, i: u32) -> &str {
+        &self.ids[i as usize]
+    }
+
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    pub fn into_ids(self) -> Vec<Arc<str>> {
+        self.ids
+    }
+}
+
+/// Facts per local day, from the first day with any to the last.
+pub struct PerDay<T> {
+    first: i32,
+    days: Vec<T>,
+}
+
+impl<T: Default> PerDay<T> {
+    pub fn from_map(map: HashMap<i32, T>, mut finish: impl FnMut(T) -> T) -> Self {
+        let (Some(first), Some(last)) = (map.keys().min().copied(), map.keys().max().copied())
+        else {
+            return PerDay {
+                first: 0,
+                days: Vec::new(),
+            };
+        };
+        let mut days: Vec<T> = (first..=last).map(|_| T::default()).collect();
+        for (d, facts) in map {
+            days[(d - first) as usize] = finish(facts);
+        }
+        PerDay { first, days }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (i32, &T)> {
+        self.range(i32::MIN, i32::MAX)
+    }
+
+    /// The days in `[from, to)` that have facts, with their day.
+    pub fn range(&self, from: i32, to: i32) -> impl Iterator<Item = (i32, &T)> {
+        let len = self.days.len() as i64;
+        let lo = (from as i64 - self.first as i64).clamp(0, len) as usize;
+        let hi = ((to as i64 - self.first as i64).clamp(0, len) as usize).max(lo);
+        self.days[lo..hi]
+            .iter()
+            .enumerate()
+            .map(move |(i, t)| (self.first + (lo + i) as i32, t))
+    }
+}
+
+/// A string column, whatever string type DataFusion chose.
+pub struct StrColumn(StringArray);
+
+impl StrColumn {
+    pub fn get(&self, i: usize) -> Option<&str> {
+        (!self.0.is_null(i)).then(|| self.0.value(i))
+    }
+
+    /// The value, or "" for null (no unit id is empty: it then matches no unit).
+    pub fn value_or_empty(&self, i: usize) -> &str {
+        self.get(i).unwrap_or("")
+    }
+}
+
+pub fn str_column(batch: &RecordBatch, i: usize) -> Result<StrColumn, AnalyticsError> {
+    let col = arrow::compute::cast(batch.column(i), &DataType::Utf8)?;
+    Ok(StrColumn(col.as_string::<i32>().clone()))
+}
+
+pub struct IntColumn(Int64Array);
+
+impl IntColumn {
+    pub fn get(&self, i: usize) -> Option<i64> {
+        (!self.0.is_null(i)).then(|| self.0.value(i))
+    }
+}
+
+pub fn int_column(batch: &RecordBatch, i: usize) -> Result<IntColumn, AnalyticsError> {
+    let col = arrow::compute::cast(batch.column(i), &DataType::Int64)?;
+    Ok(IntColumn(col.as_primitive::<Int64Type>().clone()))
+}
+
+pub struct FloatColumn(Float64Array);
+
+impl FloatColumn {
+    pub fn get(&self, i: usize) -> Option<f64> {
+        (!self.0.is_null(i)).then(|| self.0.value(i))
+    }
+}
+
+pub fn float_column(batch: &RecordBatch, i: usize) -> Result<FloatColumn, AnalyticsError> {
+    let col = arrow::compute::cast(batch.column(i), &DataType::Float64)?;
+    Ok(FloatColumn(col.as_primitive::<Float64Type>().clone()))
+}
+
+pub struct BoolColumn(BooleanArray);
+
+impl BoolColumn {
+    /// True only when set and true (SQL's `WHERE b`).
+    pub fn is_true(&self, i: usize) -> bool {
+        !self.0.is_null(i) && self.0.value(i)
+    }
+}
+
+pub fn bool_column(batch: &RecordBatch, i: usize) -> Result<BoolColumn, AnalyticsError> {
+    let col = arrow::compute::cast(batch.column(i), &DataType::Boolean)?;
+    Ok(BoolColumn(col.as_boolean().clone()))
+}

@@ -1,0 +1,202 @@
+//! The participation rollup: per local day (of the activity's start) and unit, held
+//! activities and their anonymous headcounts, and per person their check-ins there.
+//! Answers activities_held, participant_visits, resident_visits, unique_participants,
+//! participation_rate and active_station_rate.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use chrono_tz::Tz;
+use roaring::RoaringBitmap;
+
+use super::days::LocalDays;
+use super::grid::{Grid, OUTSIDE};
+use super::{Interner, PerDay, bool_column, int_column, str_column};
+use crate::error::AnalyticsError;
+use crate::kpi::Kpi;
+
+/// A check-in without a person: a visit of no one in particular.
+const NO_PERSON: u32 = u32::MAX;
+
+#[derive(Default)]
+pub struct Day {
+    /// (unit, held activities, anonymous headcount), sorted by unit.
+    held: Vec<(u32, i64, i64)>,
+    /// Check-ins per (unit, person), sorted: all of them, and those as a resident.
+    visits: Vec<Visits>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Visits {
+    unit: u32,
+    person: u32,
+    all: i64,
+    resident: i64,
+}
+
+pub struct Participation {
+    pub units: Vec<Arc<str>>,
+    days: PerDay<Day>,
+}
+
+/// The query the rollup reads held activities and their check-ins with: one row per
+/// held activity (person NULL, kind 0) and one per check-in (kind 1).
+pub const SQL: &str = "\
+    SELECT 0 AS kind, unit_id, CAST(starts_at AS BIGINT) AS s, \
+           coalesce(anonymous_headcount, 0) AS hc, CAST(NULL AS VARCHAR) AS person_id, \
+           FALSE AS as_resident \
+    FROM activities WHERE held AND starts_at IS NOT NULL \
+    UNION ALL \
+    SELECT 1, a.unit_id, CAST(a.starts_at AS BIGINT), 0, t.person_id, \
+           coalesce(t.as_resident, FALSE) \
+    FROM attendance t JOIN activities a ON a.activity_id = t.activity_id \
+    WHERE a.held AND a.starts_at IS NOT NULL";
+
+impl Participation {
+    pub fn from_batches(batches: &[RecordBatch], tz: Tz) -> Result<Participation, AnalyticsError> {
+        let mut local = LocalDays::new(tz);
+        let mut units = Interner::default();
+        let mut persons = Interner::default();
+        let mut by_day: HashMap<i32, Day> = HashMap::new();
+        for batch in batches {
+            let kind = int_column(batch, 0)?;
+            let unit = str_column(batch, 1)?;
+            let starts = int_column(batch, 2)?;
+            let headcount = int_column(batch, 3)?;
+            let person = str_column(batch, 4)?;
+            let resident = bool_column(batch, 5)?;
+            for i in 0..batch.num_rows() {
+                let Some(starts) = starts.get(i) else {
+                    continue;
+                };
+                let day = by_day.entry(local.day(starts)).or_default();
+                let u = units.intern(unit.value_or_empty(i));
+                if kind.get(i) == Some(0) {
+                    day.held.push((u, 1, headcount.get(i).unwrap_or(0)));
+                } else {
+                    let resident = resident.is_true(i);
+                    day.visits.push(Visits {
+                        unit: u,
+                        person: person.get(i).map_or(NO_PERSON, |p| persons.intern(p)),
+                        all: 1,
+                        resident: resident as i64,
+                    });
+                }
+            }
+        }
+        let days = PerDay::from_map(by_day, |mut day| {
+            day.held.sort_unstable_by_key(|h| h.0);
+            day.held.dedup_by(|later, kept| {
+                let same = later.0 == kept.0;
+                if same {
+                    kept.1 += later.1;
+                    kept.2 += later.2;
+                }
+                same
+            });
+            day.visits.sort_unstable_by_key(|v| (v.unit, v.person));
+            day.visits.dedup_by(|later, kept| {
+                // Check-ins of no one stay apart: each is a visit, and none a person.
+                let same = later.unit == kept.unit
+                    && later.person == kept.person
+                    && later.person != NO_PERSON;
+                if same {
+                    kept.all += later.all;
+                    kept.resident += later.resident;
+                }
+                same
+            });
+            day
+        });
+        Ok(Participation {
+            units: units.into_ids(),
+            days,
+        })
+    }
+
+    fn in_range<'a>(&'a self, grid: &'a Grid<'_>) -> impl Iterator<Item = (usize, &'a Day)> {
+        let (first, end) = grid.days();
+        self.days
+            .range(first, end)
+            .map(move |(day, facts)| (grid.bucket(day) as usize, facts))
+    }
+
+    /// activities_held, participant_visits or resident_visits per cell.
+    pub fn counts(&self, kpi: Kpi, grid: &Grid<'_>) -> Vec<i64> {
+        let area = grid.areas_of(&self.units);
+        let mut out = vec![0i64; grid.cells()];
+        for (b, day) in self.in_range(grid) {
+            for &(u, held, headcount) in &day.held {
+                let a = area[u as usize];
+                if a != OUTSIDE {
+                    out[grid.cell(b, a)] += if kpi == Kpi::ActivitiesHeld {
+                        held
+                    } else {
+                        headcount
+                    };
+                }
+            }
+            if kpi == Kpi::ActivitiesHeld {
+                continue;
+            }
+            for v in &day.visits {
+                let a = area[v.unit as usize];
+                if a != OUTSIDE {
+                    out[grid.cell(b, a)] += if kpi == Kpi::ResidentVisits {
+                        v.resident
+                    } else {
+                        v.all
+                    };
+                }
+            }
+        }
+        out
+    }
+
+    /// Distinct people checked in per cell (as residents only, when asked).
+    pub fn persons(&self, grid: &Grid<'_>, residents_only: bool) -> Vec<f64> {
+        let area = grid.areas_of(&self.units);
+        let mut sets = vec![RoaringBitmap::new(); grid.cells()];
+        for (b, day) in self.in_range(grid) {
+            for v in &day.visits {
+                let a = area[v.unit as usize];
+                if a != OUTSIDE && v.person != NO_PERSON && (!residents_only || v.resident > 0) {
+                    sets[grid.cell(b, a)].insert(v.person);
+                }
+            }
+        }
+        sets.iter().map(|s| s.len() as f64).collect()
+    }
+
+    /// Stations open at the period's end with a held activity in it, per cell.
+    pub fn active_stations(&self, grid: &Grid<'_>) -> Vec<f64> {
+        let area = grid.areas_of(&self.units);
+        let refs = grid.reference_units(&self.units);
+        let refd = grid.frame.refd;
+        let ends: Vec<i64> = grid
+            .frame
+            .periods
+            .periods
+            .iter()
+            .map(|p| p.end_us)
+            .collect();
+        let mut seen: std::collections::HashSet<(usize, u32)> = Default::default();
+        let mut out = vec![0.0; grid.cells()];
+        for (b, day) in self.in_range(grid) {
+            for &(u, _, _) in &day.held {
+                let (a, Some(r)) = (area[u as usize], refs[u as usize]) else {
+                    continue;
+                };
+                let unit = &refd.units[r];
+                if a == OUTSIDE || !unit.is_station() || !unit.open_at(ends[b]) {
+                    continue;
+                }
+                if seen.insert((b, u)) {
+                    out[grid.cell(b, a)] += 1.0;
+                }
+            }
+        }
+        out
+    }
+}

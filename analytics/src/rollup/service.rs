@@ -1,0 +1,260 @@
+//! The service rollup: effective service records summed per local day × unit ×
+//! volunteer, and per volunteer the days their cumulative hours first reach each star
+//! level. Answers service_hours, serving_volunteers, hours_per_*, volunteer_activity_rate,
+//! star_volunteers and volunteer_ranking.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use chrono_tz::Tz;
+use roaring::RoaringBitmap;
+
+use super::days::LocalDays;
+use super::grid::{Grid, OUTSIDE};
+use super::{Interner, PerDay, int_column, str_column};
+use crate::error::AnalyticsError;
+use crate::kpi::measure::{Key, STAR_MINUTES};
+use crate::reference::Reference;
+
+/// A record without a volunteer (not in the contract, but kept exact): its minutes count,
+/// it is no one's.
+pub const NO_VOLUNTEER: u32 = u32::MAX;
+/// A star level never reached.
+const NEVER: i32 = i32::MAX;
+
+/// Minutes of one volunteer at one unit on one day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Entry {
+    unit: u32,
+    volunteer: u32,
+    minutes: i64,
+}
+
+pub struct Service {
+    pub units: Vec<Arc<str>>,
+    volunteers: Interner,
+    /// Per day, entries sorted by (unit, volunteer), one per pair.
+    days: PerDay<Vec<Entry>>,
+    /// Per volunteer, the first day their cumulative minutes reach each star level.
+    crossings: Vec<[i32; 5]>,
+}
+
+/// The query the rollup reads `service_records` with.
+pub const SQL: &str = "SELECT unit_id, volunteer_id, CAST(started_at AS BIGINT), minutes \
+     FROM service_records WHERE effective AND started_at IS NOT NULL";
+
+impl Service {
+    pub fn from_batches(batches: &[RecordBatch], tz: Tz) -> Result<Service, AnalyticsError> {
+        let mut local = LocalDays::new(tz);
+        let mut units = Interner::default();
+        let mut volunteers = Interner::default();
+        let mut by_day: HashMap<i32, Vec<Entry>> = HashMap::new();
+        for batch in batches {
+            let unit = str_column(batch, 0)?;
+            let volunteer = str_column(batch, 1)?;
+            let started = int_column(batch, 2)?;
+            let minutes = int_column(batch, 3)?;
+            for i in 0..batch.num_rows() {
+                let entry = Entry {
+                    unit: units.intern(unit.value_or_empty(i)),
+                    volunteer: match volunteer.get(i) {
+                        Some(v) => volunteers.intern(v),
+                        None => NO_VOLUNTEER,
+                    },
+                    minutes: minutes.get(i).unwrap_or(0),
+                };
+                let Some(started) = started.get(i) else {
+                    continue;
+                };
+                by_day.entry(local.day(started)).or_default().push(entry);
+            }
+        }
+        let days = PerDay::from_map(by_day, |mut entries| {
+            entries.sort_unstable_by_key(|e| (e.unit, e.volunteer));
+            entries.dedup_by(|later, kept| {
+                let same = later.unit == kept.unit && later.volunteer == kept.volunteer;
+                if same {
+                    kept.minutes += later.minutes;
+                }
+                same
+            });
+            entries
+        });
+        let mut crossings = vec![[NEVER; 5]; volunteers.len()];
+        let mut total = vec![0i64; volunteers.len()];
+        for (day, entries) in days.iter() {
+            for e in entries.iter().filter(|e| e.volunteer != NO_VOLUNTEER) {
+                let v = e.volunteer as usize;
+                total[v] += e.minutes;
+                for (level, threshold) in STAR_MINUTES.iter().enumerate() {
+                    if total[v] >= *threshold && crossings[v][level] == NEVER {
+                        crossings[v][level] = day;
+                    }
+                }
+            }
+        }
+        Ok(Service {
+            units: units.into_ids(),
+            volunteers,
+            days,
+            crossings,
+        })
+    }
+
+    /// The entries of the question's periods, with their period.
+    fn in_range<'a>(&'a self, grid: &'a Grid<'_>) -> impl Iterator<Item = (usize, &'a Entry)> {
+        let (first, end) = grid.days();
+        self.days.range(first, end).flat_map(move |(day, entries)| {
+            let b = grid.bucket(day) as usize;
+            entries.iter().map(move |e| (b, e))
+        })
+    }
+
+    /// Minutes per cell, by the unit of each record.
+    pub fn minutes(&self, grid: &Grid<'_>) -> Vec<i64> {
+        let area = grid.areas_of(&self.units);
+        let mut out = vec![0i64; grid.cells()];
+        for (b, e) in self.in_range(grid) {
+            let a = area[e.unit as usize];
+            if a != OUTSIDE {
+                out[grid.cell(b, a)] += e.minutes;
+            }
+        }
+        out
+    }
+
+    /// Distinct volunteers with a record per cell.
+    pub fn serving(&self, grid: &Grid<'_>) -> Vec<f64> {
+        let area = grid.areas_of(&self.units);
+        let mut sets = vec![RoaringBitmap::new(); grid.cells()];
+        for (b, e) in self.in_range(grid) {
+            let a = area[e.unit as usize];
+            if a != OUTSIDE && e.volunteer != NO_VOLUNTEER {
+                sets[grid.cell(b, a)].insert(e.volunteer);
+            }
+        }
+        sets.iter().map(|s| s.len() as f64).collect()
+    }
+
+    /// Per cell, every volunteer with minutes there and their minutes.
+    pub fn ranking(&self, grid: &Grid<'_>) -> HashMap<Key, Vec<(String, i64)>> {
+        let area = grid.areas_of(&self.units);
+        let mut cells: HashMap<usize, Vec<(u32, i64)>> = HashMap::new();
+        for (b, e) in self.in_range(grid) {
+            let a = area[e.unit as usize];
+            if a != OUTSIDE && e.volunteer != NO_VOLUNTEER {
+                cells
+                    .entry(grid.cell(b, a))
+                    .or_default()
+                    .push((e.volunteer, e.minutes));
+            }
+        }
+        cells
+            .into_iter()
+            .map(|(cell, mut hours)| {
+                hours.sort_unstable_by_key(|(v, _)| *v);
+                hours.dedup_by(|later, kept| {
+                    let same = later.0 == kept.0;
+                    if same {
+                        kept.1 += later.1;
+                    }
+                    same
+                });
+                let named = hours
+                    .into_iter()
+                    .map(|(v, m)| (self.volunteers.id(v).to_string(), m))
+                    .collect();
+                (grid.key(cell), named)
+            })
+            .collect()
+    }
+
+    /// Per volunteer of this rollup, their index among the reference's volunteers.
+    pub fn link(&self, refd: &Reference) -> Vec<u32> {
+        let mut out = vec![u32::MAX; self.volunteers.len()];
+        for (i, v) in refd.volunteers.iter().enumerate() {
+            if let Some(s) = self.volunteers.get(&v.id) {
+                out[s as usize] = i as u32;
+            }
+        }
+        out
+    }
+
+    /// volunteer_activity_rate's numerator per cell: registered volunteers (home unit in
+    /// scope) with a record anywhere in the period.
+    pub fn active(&self, grid: &Grid<'_>, link: &[u32]) -> Vec<f64> {
+        let refd = grid.frame.refd;
+        let mut out = vec![0.0; grid.cells()];
+        let mut counted = vec![-1i32; self.volunteers.len()];
+        for (b, e) in self.in_range(grid) {
+            if e.volunteer == NO_VOLUNTEER || counted[e.volunteer as usize] == b as i32 {
+                continue;
+            }
+            counted[e.volunteer as usize] = b as i32;
+            let r = link[e.volunteer as usize];
+            if r == u32::MAX {
+                continue;
+            }
+            if let Some((a, first, last)) = grid.registered(&refd.volunteers[r as usize])
+                && first <= b
+                && b <= last
+            {
+                out[grid.cell(b, a)] += 1.0;
+            }
+        }
+        out
+    }
+
+    /// Registered volunteers (home unit in scope) by star level at each period's end.
+    pub fn stars(&self, grid: &Grid<'_>, link: &[u32]) -> HashMap<Key, [i64; 5]> {
+        let refd = grid.frame.refd;
+        let (n, cells) = (grid.n() as i64, grid.cells());
+        let stride = cells / grid.n().max(1);
+        let mut diff = vec![[0i64; 5]; cells + stride];
+        for (s, crossed) in self.crossings.iter().enumerate() {
+            let r = link[s];
+            if crossed[0] == NEVER || r == u32::MAX {
+                continue;
+            }
+            let Some((a, first, last)) = grid.registered(&refd.volunteers[r as usize]) else {
+                continue;
+            };
+            // The period from which each level is reached (n: not within the range).
+            let from: Vec<i64> = crossed
+                .iter()
+                .map(|d| {
+                    if *d == NEVER {
+                        n
+                    } else {
+                        (grid.bucket(*d) as i64).max(0)
+                    }
+                })
+                .collect();
+            for level in 0..5 {
+                let lo = from[level].max(first as i64);
+                let hi = from
+                    .get(level + 1)
+                    .copied()
+                    .unwrap_or(n)
+                    .min(last as i64 + 1);
+                if lo < hi {
+                    diff[grid.cell(lo as usize, a)][level] += 1;
+                    diff[grid.cell(hi as usize, a)][level] -= 1;
+                }
+            }
+        }
+        for i in stride..diff.len() {
+            let before = diff[i - stride];
+            for (x, b) in diff[i].iter_mut().zip(before) {
+                *x += b;
+            }
+        }
+        diff.truncate(cells);
+        diff.into_iter()
+            .enumerate()
+            .filter(|(_, counts)| counts.iter().any(|x| *x != 0))
+            .map(|(c, counts)| (grid.key(c), counts))
+            .collect()
+    }
+}
