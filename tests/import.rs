@@ -358,3 +358,37 @@ fn sql_stops_a_query_over_its_memory_limit_with_a_clear_error() {
         .expect("a count");
     assert!(n > 0);
 }
+
+/// `wenming kpi --exact-recompute` prints the answer computed from all events by the
+/// reference computation, which is the rollups' answer, and says so.
+#[test]
+fn kpi_exact_recompute_prints_the_reference_answer_and_checks_the_rollups() {
+    let (_dir, file, lake) = generated(12);
+    let (f, l) = (file.to_str().unwrap(), lake.to_str().unwrap());
+    assert!(wenming(&["import", f, "--lake", l]).status.success());
+    for kpi in ["star_volunteers", "unique_participants", "volunteer_ranking"] {
+        let ask = |extra: &[&str]| {
+            let mut args = vec![
+                "kpi", kpi, "--lake", l, "--from", "2024-01-01", "--to", "2024-02-29",
+                "-g", "week", "-l", "street", "--compare", "mom", "--format", "json",
+            ];
+            args.extend_from_slice(extra);
+            wenming(&args)
+        };
+        let exact = ask(&["--exact-recompute"]);
+        assert!(
+            exact.status.success(),
+            "{kpi}: {}",
+            String::from_utf8_lossy(&exact.stderr)
+        );
+        assert!(
+            String::from_utf8_lossy(&exact.stderr).contains("the rollups give the same"),
+            "{kpi}: {}",
+            String::from_utf8_lossy(&exact.stderr)
+        );
+        let rolled: Value = serde_json::from_slice(&ask(&[]).stdout).unwrap();
+        let exact: Value = serde_json::from_slice(&exact.stdout).unwrap();
+        assert_eq!(rolled, exact, "{kpi}");
+        assert!(!exact["rows"].as_array().unwrap().is_empty(), "{kpi}");
+    }
+}

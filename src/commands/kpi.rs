@@ -8,7 +8,8 @@ use chrono::NaiveDate;
 use wenming_analytics::encode::{self, Format};
 use wenming_analytics::sql::{SqlLimits, Truncated};
 use wenming_analytics::{
-    Analytics, AnalyticsError, Compare, Granularity, Kpi, KpiRequest, Level, Scope, Settings,
+    Analytics, AnalyticsError, Compare, Granularity, Kpi, KpiRequest, KpiResponse, Level, Scope,
+    Settings,
 };
 
 use super::lake::LakeDir;
@@ -105,6 +106,11 @@ pub struct KpiArgs {
     /// table, json (the contract's shape) or csv.
     #[arg(long, default_value = "table")]
     pub format: Format,
+    /// Compute the answer from all events with the reference computation (SQL over the
+    /// views) rather than from the rollups, print it, and check that the rollups give
+    /// the same: exit 1, naming the first row that differs, if they do not.
+    #[arg(long)]
+    pub exact_recompute: bool,
 }
 
 pub fn kpi(args: KpiArgs) -> anyhow::Result<ExitCode> {
@@ -133,13 +139,50 @@ pub fn kpi(args: KpiArgs) -> anyhow::Result<ExitCode> {
         top: args.top,
     };
     let runtime = query_runtime()?;
-    let answer = runtime.block_on(async {
+    let (answer, rolled_up) = runtime.block_on(async {
         let analytics = args.analytics.open().await?;
-        analytics.kpi(&req, &Scope::City).await.map_err(usage)
+        if !args.exact_recompute {
+            let answer = analytics.kpi(&req, &Scope::City).await.map_err(usage)?;
+            return anyhow::Ok((answer, None));
+        }
+        let exact = analytics.kpi_exact(&req, &Scope::City).await.map_err(usage)?;
+        let rolled_up = analytics.kpi(&req, &Scope::City).await.map_err(usage)?;
+        Ok((exact, Some(rolled_up)))
     })?;
     let bytes = encode::kpi(args.format, &answer)?;
     std::io::stdout().write_all(&bytes)?;
+    if let Some(rolled_up) = rolled_up {
+        return Ok(check_rollup(&answer, &rolled_up));
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Say on stderr whether the rollups' answer equals the reference answer.
+fn check_rollup(exact: &KpiResponse, rolled_up: &KpiResponse) -> ExitCode {
+    if exact == rolled_up {
+        eprintln!(
+            "kpi: recomputed exactly from all events: the rollups give the same {} rows",
+            exact.rows.len()
+        );
+        return ExitCode::SUCCESS;
+    }
+    let differ = exact
+        .rows
+        .iter()
+        .zip(&rolled_up.rows)
+        .position(|(e, r)| e != r)
+        .unwrap_or(exact.rows.len().min(rolled_up.rows.len()));
+    eprintln!(
+        "kpi: the rollups' answer differs from the exact recomputation ({} rows against {}); \
+         first at row {}: exact {:?}, rollups {:?}. Please report it: the printed answer is \
+         the exact one",
+        rolled_up.rows.len(),
+        exact.rows.len(),
+        differ + 1,
+        exact.rows.get(differ),
+        rolled_up.rows.get(differ)
+    );
+    ExitCode::FAILURE
 }
 
 fn list(args: &KpiArgs) -> anyhow::Result<ExitCode> {
