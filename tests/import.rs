@@ -366,11 +366,29 @@ fn kpi_exact_recompute_prints_the_reference_answer_and_checks_the_rollups() {
     let (_dir, file, lake) = generated(12);
     let (f, l) = (file.to_str().unwrap(), lake.to_str().unwrap());
     assert!(wenming(&["import", f, "--lake", l]).status.success());
-    for kpi in ["star_volunteers", "unique_participants", "volunteer_ranking"] {
+    for kpi in [
+        "star_volunteers",
+        "unique_participants",
+        "volunteer_ranking",
+    ] {
         let ask = |extra: &[&str]| {
             let mut args = vec![
-                "kpi", kpi, "--lake", l, "--from", "2024-01-01", "--to", "2024-02-29",
-                "-g", "week", "-l", "street", "--compare", "mom", "--format", "json",
+                "kpi",
+                kpi,
+                "--lake",
+                l,
+                "--from",
+                "2024-01-01",
+                "--to",
+                "2024-02-29",
+                "-g",
+                "week",
+                "-l",
+                "street",
+                "--compare",
+                "mom",
+                "--format",
+                "json",
             ];
             args.extend_from_slice(extra);
             wenming(&args)

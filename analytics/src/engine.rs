@@ -72,7 +72,9 @@ impl Default for Settings {
 
 struct Current {
     snapshot: Arc<Snapshot>,
-    reference: Option<Arc<Reference>>,
+    /// The reference data, with the versions of the tables it was read from: a commit
+    /// to other tables keeps it.
+    reference: Option<(String, Arc<Reference>)>,
     checked: Instant,
     /// Why the last look for new versions failed (None: it did not).
     refresh_error: Option<String>,
@@ -140,7 +142,6 @@ impl Analytics {
         cur.refresh_error = None;
         if changed {
             cur.snapshot = house.snapshot();
-            cur.reference = None;
         }
         cur.checked = Instant::now();
         Ok(changed)
@@ -168,10 +169,15 @@ impl Analytics {
 
     /// Reference data of `snapshot` (loaded once per snapshot).
     async fn reference(&self, snapshot: &Arc<Snapshot>) -> Result<Arc<Reference>, AnalyticsError> {
+        let key = format!(
+            "{:?}/{:?}",
+            snapshot.versions.get("unit_events"),
+            snapshot.versions.get("volunteer_events")
+        );
         {
             let cur = self.current.read().expect("not poisoned");
-            if Arc::ptr_eq(&cur.snapshot, snapshot)
-                && let Some(r) = &cur.reference
+            if let Some((k, r)) = &cur.reference
+                && *k == key
             {
                 return Ok(r.clone());
             }
@@ -179,7 +185,7 @@ impl Analytics {
         let loaded = Reference::load(&snapshot.context()).await?;
         let mut cur = self.current.write().expect("not poisoned");
         if Arc::ptr_eq(&cur.snapshot, snapshot) {
-            cur.reference = Some(loaded.clone());
+            cur.reference = Some((key, loaded.clone()));
         }
         Ok(loaded)
     }
@@ -294,6 +300,12 @@ impl Analytics {
         }
         cache.insert(key, answer.clone());
         Ok(answer)
+    }
+
+    /// How often a KPI rollup was updated from a commit's changes instead of being built
+    /// from every row (for logs and tests).
+    pub fn rollup_updates(&self) -> u64 {
+        self.rollups.updates()
     }
 
     /// The data-quality report for a caller limited to `scope`.

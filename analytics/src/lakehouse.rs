@@ -23,7 +23,7 @@ use deltalake::DeltaTable;
 use wenming_schemas::Family;
 use wenming_schemas::lake::table_schema;
 
-use crate::materialized::Materialized;
+use crate::materialized::{Materialized, Update};
 use crate::views;
 use crate::wall::{ScopeUnits, ScopedTable};
 
@@ -269,7 +269,7 @@ impl Lakehouse {
                 // An update that cannot be planned is no reason to fail the refresh:
                 // the view is then computed whole.
                 Some((Some(v), m)) if Some(*v) != version => self
-                    .incremental(view, m, &tables)
+                    .incremental(view, m, &tables, (Some(*v), version))
                     .await
                     .unwrap_or_else(|e| {
                         tracing::warn!(view = view.name, "computing the view whole: {e}");
@@ -291,6 +291,10 @@ impl Lakehouse {
                     Arc::new(match incremental {
                         Some(update) => {
                             Materialized::updating(view.name, update, whole, self.runtime.clone())
+                                .map_err(|source| LakehouseError::View {
+                                view: view.name,
+                                source,
+                            })?
                         }
                         None => Materialized::new(view.name, whole, self.runtime.clone()),
                     })
@@ -322,7 +326,8 @@ impl Lakehouse {
         view: &views::View,
         previous: &Materialized,
         tables: &BTreeMap<&'static str, Arc<dyn TableProvider>>,
-    ) -> datafusion::error::Result<Option<LogicalPlan>> {
+        versions: (Option<u64>, Option<u64>),
+    ) -> datafusion::error::Result<Option<Update>> {
         let (Some(key), Some(old_rows)) = (view.key, previous.computed_rows()) else {
             return Ok(None);
         };
@@ -343,9 +348,17 @@ impl Lakehouse {
         let added: Vec<String> = now.into_iter().filter(|f| !before.contains(f)).collect();
         let ctx = SessionContext::new_with_config_rt(SessionConfig::new(), self.runtime.clone());
         ctx.register_table("wm_old_rows", old_rows)?;
+        let update = |kept: LogicalPlan, again, replaced| Update {
+            kept,
+            again,
+            replaced,
+            versions,
+            earlier: previous.delta(),
+        };
         if added.is_empty() {
             // A commit that added no rows to this table: the rows are the same.
-            return Ok(Some(ctx.table("wm_old_rows").await?.into_optimized_plan()?));
+            let kept = ctx.table("wm_old_rows").await?.into_optimized_plan()?;
+            return Ok(Some(update(kept, None, None)));
         }
         let schema = events.schema();
         let options = datafusion::prelude::ParquetReadOptions::default().schema(&schema);
@@ -370,12 +383,26 @@ impl Lakehouse {
             .union(all.filter(key_col().is_null())?)?;
         ctx.register_table(view.reads, named.into_view())?;
         let again = ctx.sql(view.sql).await?;
-        let kept = ctx
-            .table("wm_old_rows")
-            .await?
+        let old = ctx.table("wm_old_rows").await?;
+        let kept = old.clone().filter(key_col().is_not_null())?.join(
+            named_keys.clone(),
+            JoinType::LeftAnti,
+            &[key],
+            &[key],
+            None,
+        )?;
+        // What `again` replaces: the old rows of the named entities, and those without
+        // an entity (derived again with the events that have none).
+        let replaced = old
+            .clone()
             .filter(key_col().is_not_null())?
-            .join(named_keys, JoinType::LeftAnti, &[key], &[key], None)?;
-        Ok(Some(kept.union(again)?.into_optimized_plan()?))
+            .join(named_keys, JoinType::LeftSemi, &[key], &[key], None)?
+            .union(old.filter(key_col().is_null())?)?;
+        Ok(Some(update(
+            kept.into_optimized_plan()?,
+            Some(again.into_optimized_plan()?),
+            Some(replaced.into_optimized_plan()?),
+        )))
     }
 }
 

@@ -17,14 +17,95 @@ use datafusion::catalog::{MemTable, Session, TableProvider};
 use datafusion::datasource::TableType;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::runtime_env::RuntimeEnv;
-use datafusion::logical_expr::{Expr, LogicalPlan, TableProviderFilterPushDown};
+use datafusion::logical_expr::{
+    Expr, LogicalPlan, LogicalPlanBuilder, TableProviderFilterPushDown,
+};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 
-/// A view's plan, and for an update the whole computation to fall back on.
-type Plans = (LogicalPlan, Option<LogicalPlan>);
+/// How a view is computed: from all events, or by updating the previous version's rows
+/// (with the computation from all events to fall back on).
+#[derive(Clone)]
+enum Plans {
+    Whole(LogicalPlan),
+    Update {
+        update: Box<Update>,
+        whole: LogicalPlan,
+    },
+}
+
+/// The plans that update a view's previous rows (see `Lakehouse::incremental`).
+#[derive(Clone)]
+pub struct Update {
+    /// The rows of entities the new events do not name, kept as they were.
+    pub kept: LogicalPlan,
+    /// The rows of the named entities, derived again from all their events (`None`: the
+    /// commit added no rows).
+    pub again: Option<LogicalPlan>,
+    /// The previous rows that `again` replaces.
+    pub replaced: Option<LogicalPlan>,
+    /// The raw table's versions: previous, new.
+    pub versions: (Option<u64>, Option<u64>),
+    /// The previous version's change, to chain to this one.
+    pub earlier: Option<Arc<Delta>>,
+}
+
+/// How a view's rows changed from one version of its raw table to the next: the rows
+/// taken out and the rows put in. What the KPI rollups update themselves from
+/// (`crate::rollup`), instead of reading every row again.
+pub struct Delta {
+    pub from: Option<u64>,
+    pub to: Option<u64>,
+    pub replaced: Vec<RecordBatch>,
+    pub added: Vec<RecordBatch>,
+    earlier: Option<Arc<Delta>>,
+    /// Changes chained through `earlier`, and their rows: the chain is cut beyond
+    /// `MAX_CHAIN` links or `MAX_CHAIN_ROWS` rows (a reader that far behind starts over).
+    depth: usize,
+    rows: usize,
+}
+
+const MAX_CHAIN: usize = 64;
+const MAX_CHAIN_ROWS: usize = 2_000_000;
+
+impl Delta {
+    fn new(
+        (from, to): (Option<u64>, Option<u64>),
+        replaced: Vec<RecordBatch>,
+        added: Vec<RecordBatch>,
+        earlier: Option<Arc<Delta>>,
+    ) -> Delta {
+        let rows = replaced
+            .iter()
+            .chain(&added)
+            .map(|b| b.num_rows())
+            .sum::<usize>();
+        let earlier = earlier.filter(|e| e.depth < MAX_CHAIN && e.rows + rows <= MAX_CHAIN_ROWS);
+        Delta {
+            from,
+            to,
+            replaced,
+            added,
+            depth: earlier.as_ref().map_or(1, |e| e.depth + 1),
+            rows: rows + earlier.as_ref().map_or(0, |e| e.rows),
+            earlier,
+        }
+    }
+
+    /// The changes from version `from` up to this one, oldest first; `None` when the
+    /// chain does not reach back that far.
+    pub fn since(self: &Arc<Self>, from: Option<u64>) -> Option<Vec<Arc<Delta>>> {
+        let mut chain = vec![self.clone()];
+        while chain.last().expect("not empty").from != from {
+            let earlier = chain.last().expect("not empty").earlier.clone()?;
+            chain.push(earlier);
+        }
+        chain.reverse();
+        Some(chain)
+    }
+}
 
 type Computing = Shared<BoxFuture<'static, Result<Arc<MemTable>, Arc<DataFusionError>>>>;
 
@@ -45,6 +126,8 @@ pub struct Materialized {
     /// Whether the plan updates the previous version's rows (`Lakehouse::incremental`)
     /// rather than deriving the view from all events.
     updates_previous: bool,
+    /// Once computed by an update: how the rows changed.
+    delta: Arc<Mutex<Option<Arc<Delta>>>>,
 }
 
 impl std::fmt::Debug for Materialized {
@@ -61,30 +144,47 @@ impl Materialized {
         let schema = Arc::new(plan.schema().as_arrow().clone());
         Materialized {
             name,
-            plans: Arc::new(Mutex::new(Some((plan, None)))),
+            plans: Arc::new(Mutex::new(Some(Plans::Whole(plan)))),
             schema,
             runtime,
             computing: Mutex::new(None),
             updates_previous: false,
+            delta: Arc::new(Mutex::new(None)),
         }
     }
 
-    /// A view whose `update` plan updates the previous version's rows, and `whole`
-    /// derives it from all events (computed instead if the update fails).
+    /// A view computed by `update` from the previous version's rows, or if that fails
+    /// by `whole` from all events.
     pub fn updating(
         name: &'static str,
-        update: LogicalPlan,
+        update: Update,
         whole: LogicalPlan,
         runtime: Arc<RuntimeEnv>,
-    ) -> Self {
-        let view = Materialized {
-            updates_previous: true,
-            ..Materialized::new(name, update, runtime)
+    ) -> Result<Self> {
+        // The rows' schema: kept and new rows may differ in which columns can be null.
+        let schema = match &update.again {
+            Some(again) => LogicalPlanBuilder::from(update.kept.clone())
+                .union(again.clone())?
+                .build()?
+                .schema()
+                .as_arrow()
+                .clone(),
+            None => update.kept.schema().as_arrow().clone(),
         };
-        if let Some((_, fallback)) = view.plans.lock().expect("not poisoned").as_mut() {
-            *fallback = Some(whole);
-        }
-        view
+        Ok(Materialized {
+            updates_previous: true,
+            plans: Arc::new(Mutex::new(Some(Plans::Update {
+                update: Box::new(update),
+                whole,
+            }))),
+            schema: Arc::new(schema),
+            ..Materialized::new(name, LogicalPlan::default(), runtime)
+        })
+    }
+
+    /// How the rows changed from the previous version, once computed by an update.
+    pub fn delta(&self) -> Option<Arc<Delta>> {
+        self.delta.lock().expect("not poisoned").clone()
     }
 
     /// Whether the rows are the previous version's, updated by the new events.
@@ -139,33 +239,29 @@ impl Materialized {
 
     fn start(&self) -> Computing {
         let (name, schema) = (self.name, self.schema.clone());
-        let plans = self.plans.clone();
+        let (plans, delta_slot) = (self.plans.clone(), self.delta.clone());
         let ctx = SessionContext::new_with_config_rt(SessionConfig::new(), self.runtime.clone());
         let task = tokio::spawn(async move {
             let started = std::time::Instant::now();
-            let Some((plan, whole)) = plans.lock().expect("not poisoned").clone() else {
+            let Some(plan) = plans.lock().expect("not poisoned").clone() else {
                 return Err(DataFusionError::Internal(format!(
                     "the view {name} was computed already"
                 )));
             };
-            let computed = match ctx.execute_logical_plan(plan).await {
-                Ok(df) => df.collect_partitioned().await,
-                Err(e) => Err(e),
+            let (computed, delta) = match plan {
+                Plans::Whole(plan) => (collect_partitioned(&ctx, plan).await?, None),
+                Plans::Update { update, whole } => match updated(&ctx, *update).await {
+                    Ok((rows, delta)) => (rows, Some(delta)),
+                    Err(e) => {
+                        tracing::warn!(
+                            view = name,
+                            "updating the view failed, computing it whole: {e}"
+                        );
+                        (collect_partitioned(&ctx, whole).await?, None)
+                    }
+                },
             };
-            let computed = match (computed, whole) {
-                (Err(e), Some(whole)) => {
-                    tracing::warn!(
-                        view = name,
-                        "updating the view failed, computing it whole: {e}"
-                    );
-                    ctx.execute_logical_plan(whole)
-                        .await?
-                        .collect_partitioned()
-                        .await
-                }
-                (computed, _) => computed,
-            };
-            let partitions = computed?
+            let partitions = computed
                 .into_iter()
                 .map(|batches| batches.iter().map(compact).collect::<Result<Vec<_>>>())
                 .collect::<Result<Vec<_>>>()?;
@@ -178,6 +274,7 @@ impl Materialized {
             tracing::debug!(view = name, rows, bytes, took = ?started.elapsed(), "view computed");
             let table = Arc::new(MemTable::try_new(schema, partitions)?);
             plans.lock().expect("not poisoned").take();
+            *delta_slot.lock().expect("not poisoned") = delta.map(Arc::new);
             Ok(table)
         });
         async move {
@@ -191,6 +288,38 @@ impl Materialized {
         .boxed()
         .shared()
     }
+}
+
+async fn collect_partitioned(
+    ctx: &SessionContext,
+    plan: LogicalPlan,
+) -> Result<Vec<Vec<RecordBatch>>> {
+    ctx.execute_logical_plan(plan)
+        .await?
+        .collect_partitioned()
+        .await
+}
+
+async fn collect(ctx: &SessionContext, plan: Option<LogicalPlan>) -> Result<Vec<RecordBatch>> {
+    let Some(plan) = plan else {
+        return Ok(Vec::new());
+    };
+    ctx.execute_logical_plan(plan)
+        .await?
+        .collect()
+        .await?
+        .iter()
+        .map(compact)
+        .collect()
+}
+
+/// The rows of an update (kept rows, then the named entities' new rows) and its change.
+async fn updated(ctx: &SessionContext, u: Update) -> Result<(Vec<Vec<RecordBatch>>, Delta)> {
+    let added = collect(ctx, u.again).await?;
+    let replaced = collect(ctx, u.replaced).await?;
+    let mut rows = collect_partitioned(ctx, u.kept).await?;
+    rows.push(added.clone());
+    Ok((rows, Delta::new(u.versions, replaced, added, u.earlier)))
 }
 
 /// The batch with its string columns holding only their own bytes. DataFusion's string

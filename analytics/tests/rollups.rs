@@ -225,7 +225,12 @@ async fn rollups_answer_every_kpi_as_the_reference_computation_does() {
         assert!(a.refresh().await.unwrap());
         same_answers(&a, &mut dice, &areas, name).await;
     }
-    // Stars were reached, and the corrections changed answers.
+    assert!(
+        a.rollup_updates() >= 3,
+        "the service rollup was updated from the commits' changes, not built again: {} updates",
+        a.rollup_updates()
+    );
+    // Stars were reached.
     let stars_req = req(
         "star_volunteers",
         "2024-01-01",

@@ -145,7 +145,10 @@ pub fn kpi(args: KpiArgs) -> anyhow::Result<ExitCode> {
             let answer = analytics.kpi(&req, &Scope::City).await.map_err(usage)?;
             return anyhow::Ok((answer, None));
         }
-        let exact = analytics.kpi_exact(&req, &Scope::City).await.map_err(usage)?;
+        let exact = analytics
+            .kpi_exact(&req, &Scope::City)
+            .await
+            .map_err(usage)?;
         let rolled_up = analytics.kpi(&req, &Scope::City).await.map_err(usage)?;
         Ok((exact, Some(rolled_up)))
     })?;

@@ -160,6 +160,8 @@ pub struct Rollups {
     orders: Slot<Orders>,
     /// The service rollup's volunteers linked to a reference's (one pair at a time).
     link: Mutex<Option<Link>>,
+    /// How often the service rollup was updated from a view's changes.
+    updates: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// A reference, a service rollup, and per volunteer of the rollup their index in the
@@ -174,6 +176,7 @@ impl Rollups {
             service: Slot::default(),
             orders: Slot::default(),
             link: Mutex::new(None),
+            updates: Default::default(),
         }
     }
 
@@ -214,11 +217,28 @@ impl Rollups {
             }
             Part::Service => {
                 let s = snapshot.clone();
+                let previous = self.service.latest();
+                let updates = self.updates.clone();
                 let built = self
                     .service
                     .get(key(&["service_events"]), move || async move {
+                        let version = s.versions.get("service_events").copied().flatten();
+                        if let Some(previous) = previous
+                            && let Some(changes) =
+                                changes_since(&s, "service_records", previous.version).await?
+                        {
+                            let updated =
+                                blocking(move || previous.updated(&changes, tz, version)).await;
+                            match updated {
+                                Ok(service) => {
+                                    updates.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                    return Ok(service);
+                                }
+                                Err(e) => tracing::warn!("building the service rollup whole: {e}"),
+                            }
+                        }
                         let rows = collect(&s.context(), service::SQL).await?;
-                        blocking(move || Service::from_batches(&rows, tz)).await
+                        blocking(move || Service::from_batches(&rows, tz, version)).await
                     })
                     .await?;
                 let link = self.link(refd, &built).await?;
@@ -240,6 +260,12 @@ impl Rollups {
         Ok(rollup)
     }
 
+    /// How often the service rollup was updated from the view's changes rather than
+    /// built from all its rows.
+    pub fn updates(&self) -> u64 {
+        self.updates.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     async fn link(
         &self,
         refd: &Arc<Reference>,
@@ -259,6 +285,50 @@ impl Rollups {
     }
 }
 
+/// The changes of a view's rows since its raw table's version `from`, as the rollup's
+/// query reads them (rows taken out, rows put in), oldest first; `None` when the view was
+/// not updated from there (computed whole, or too many versions ago).
+async fn changes_since(
+    snapshot: &Snapshot,
+    view: &'static str,
+    from: Option<u64>,
+) -> Result<Option<Vec<(Vec<RecordBatch>, Vec<RecordBatch>)>>, AnalyticsError> {
+    let Some(materialized) = snapshot.view(view) else {
+        return Ok(None);
+    };
+    materialized.rows().await?;
+    let Some(chain) = materialized.delta().and_then(|d| d.since(from)) else {
+        return Ok(None);
+    };
+    let sql = match view {
+        "service_records" => service::SQL,
+        _ => return Ok(None),
+    };
+    let mut out = Vec::new();
+    for delta in chain {
+        out.push((
+            project(view, sql, &delta.replaced).await?,
+            project(view, sql, &delta.added).await?,
+        ));
+    }
+    Ok(Some(out))
+}
+
+/// `sql` over `rows` published as `table`.
+async fn project(
+    table: &str,
+    sql: &str,
+    rows: &[RecordBatch],
+) -> Result<Vec<RecordBatch>, AnalyticsError> {
+    let Some(first) = rows.first() else {
+        return Ok(Vec::new());
+    };
+    let ctx = datafusion::prelude::SessionContext::new();
+    let mem = datafusion::catalog::MemTable::try_new(first.schema(), vec![rows.to_vec()])?;
+    ctx.register_table(table, Arc::new(mem))?;
+    collect(&ctx, sql).await
+}
+
 /// CPU-bound work off the async workers, so that other requests keep being served.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, AnalyticsError> + Send + 'static,
@@ -273,17 +343,24 @@ type Building<T> = Shared<BoxFuture<'static, Result<Arc<T>, Arc<AnalyticsError>>
 /// One part: built once per key by whoever asks first, awaited by the others.
 struct Slot<T> {
     current: Mutex<Option<(String, Building<T>)>>,
+    /// The part built last, which the next version may be updated from.
+    latest: Mutex<Option<Arc<T>>>,
 }
 
 impl<T> Default for Slot<T> {
     fn default() -> Self {
         Slot {
             current: Mutex::new(None),
+            latest: Mutex::new(None),
         }
     }
 }
 
 impl<T: Send + Sync + 'static> Slot<T> {
+    fn latest(&self) -> Option<Arc<T>> {
+        self.latest.lock().expect("not poisoned").clone()
+    }
+
     async fn get<F, Fut>(&self, key: String, build: F) -> Result<Arc<T>, AnalyticsError>
     where
         F: FnOnce() -> Fut,
@@ -304,7 +381,10 @@ impl<T: Send + Sync + 'static> Slot<T> {
             }
         };
         match building.clone().await {
-            Ok(part) => Ok(part),
+            Ok(part) => {
+                *self.latest.lock().expect("not poisoned") = Some(part.clone());
+                Ok(part)
+            }
             Err(e) => {
                 // Forget a failure, so that the next question tries again.
                 let mut current = self.current.lock().expect("not poisoned");
@@ -357,16 +437,21 @@ impl Interner {
     pub fn into_ids(self) -> Vec<Arc<str>> {
         self.ids
     }
+
+    pub fn ids(&self) -> &[Arc<str>] {
+        &self.ids
+    }
 }
 
 /// Facts per local day, from the first day with any to the last.
+#[derive(Clone)]
 pub struct PerDay<T> {
     first: i32,
     days: Vec<T>,
 }
 
 impl<T: Default> PerDay<T> {
-    pub fn from_map(map: HashMap<i32, T>, mut finish: impl FnMut(T) -> T) -> Self {
+    pub fn from_map<U>(map: HashMap<i32, U>, mut finish: impl FnMut(U) -> T) -> Self {
         let (Some(first), Some(last)) = (map.keys().min().copied(), map.keys().max().copied())
         else {
             return PerDay {
@@ -379,6 +464,23 @@ impl<T: Default> PerDay<T> {
             days[(d - first) as usize] = finish(facts);
         }
         PerDay { first, days }
+    }
+
+    /// The facts of a day, made room for if the range does not reach it yet.
+    pub fn get_mut(&mut self, day: i32) -> &mut T {
+        if self.days.is_empty() {
+            self.first = day;
+        }
+        if day < self.first {
+            let extra = (self.first - day) as usize;
+            self.days.splice(0..0, (0..extra).map(|_| T::default()));
+            self.first = day;
+        }
+        let i = (day - self.first) as usize;
+        if i >= self.days.len() {
+            self.days.resize_with(i + 1, T::default);
+        }
+        &mut self.days[i]
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (i32, &T)> {

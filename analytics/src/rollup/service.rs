@@ -4,7 +4,7 @@
 //! star_volunteers and volunteer_ranking.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use arrow::array::RecordBatch;
 use chrono_tz::Tz;
@@ -23,83 +23,173 @@ pub const NO_VOLUNTEER: u32 = u32::MAX;
 /// A star level never reached.
 const NEVER: i32 = i32::MAX;
 
-/// Minutes of one volunteer at one unit on one day.
+/// Minutes of one volunteer at one unit on one day, and of how many records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Entry {
     unit: u32,
     volunteer: u32,
     minutes: i64,
+    records: i64,
+}
+
+/// Dense ids of units and volunteers: shared by every version of the rollup and only
+/// ever appended to, so an update reuses them without copying.
+#[derive(Default)]
+struct Ids {
+    units: Interner,
+    volunteers: Interner,
 }
 
 pub struct Service {
-    pub units: Vec<Arc<str>>,
-    volunteers: Interner,
-    /// Per day, entries sorted by (unit, volunteer), one per pair.
-    days: PerDay<Vec<Entry>>,
+    ids: Arc<RwLock<Ids>>,
+    /// Per day, entries sorted by (unit, volunteer), one per pair. A day is shared with
+    /// the previous version until an update touches it.
+    days: PerDay<Arc<Vec<Entry>>>,
     /// Per volunteer, the first day their cumulative minutes reach each star level.
     crossings: Vec<[i32; 5]>,
+    /// The version of `service_events` these facts reflect.
+    pub version: Option<u64>,
 }
 
-/// The query the rollup reads `service_records` with.
+/// The query the rollup reads `service_records` (or a change of its rows) with.
 pub const SQL: &str = "SELECT unit_id, volunteer_id, CAST(started_at AS BIGINT), minutes \
      FROM service_records WHERE effective AND started_at IS NOT NULL";
 
-impl Service {
-    pub fn from_batches(batches: &[RecordBatch], tz: Tz) -> Result<Service, AnalyticsError> {
-        let mut local = LocalDays::new(tz);
-        let mut units = Interner::default();
-        let mut volunteers = Interner::default();
-        let mut by_day: HashMap<i32, Vec<Entry>> = HashMap::new();
-        for batch in batches {
-            let unit = str_column(batch, 0)?;
-            let volunteer = str_column(batch, 1)?;
-            let started = int_column(batch, 2)?;
-            let minutes = int_column(batch, 3)?;
-            for i in 0..batch.num_rows() {
-                let entry = Entry {
-                    unit: units.intern(unit.value_or_empty(i)),
-                    volunteer: match volunteer.get(i) {
-                        Some(v) => volunteers.intern(v),
-                        None => NO_VOLUNTEER,
-                    },
-                    minutes: minutes.get(i).unwrap_or(0),
-                };
-                let Some(started) = started.get(i) else {
-                    continue;
-                };
-                by_day.entry(local.day(started)).or_default().push(entry);
+/// Each row of `SQL`'s answer as (local day, entry of one record).
+fn for_each_row(
+    batches: &[RecordBatch],
+    ids: &mut Ids,
+    local: &mut LocalDays,
+    mut f: impl FnMut(i32, Entry) -> Result<(), AnalyticsError>,
+) -> Result<(), AnalyticsError> {
+    for batch in batches {
+        let unit = str_column(batch, 0)?;
+        let volunteer = str_column(batch, 1)?;
+        let started = int_column(batch, 2)?;
+        let minutes = int_column(batch, 3)?;
+        for i in 0..batch.num_rows() {
+            let Some(started) = started.get(i) else {
+                continue;
+            };
+            let entry = Entry {
+                unit: ids.units.intern(unit.value_or_empty(i)),
+                volunteer: match volunteer.get(i) {
+                    Some(v) => ids.volunteers.intern(v),
+                    None => NO_VOLUNTEER,
+                },
+                minutes: minutes.get(i).unwrap_or(0),
+                records: 1,
+            };
+            f(local.day(started), entry)?;
+        }
+    }
+    Ok(())
+}
+
+/// Per volunteer, the first day their cumulative minutes reach each star level.
+fn crossings(days: &PerDay<Arc<Vec<Entry>>>, volunteers: usize) -> Vec<[i32; 5]> {
+    let mut crossings = vec![[NEVER; 5]; volunteers];
+    let mut total = vec![0i64; volunteers];
+    for (day, entries) in days.iter() {
+        for e in entries.iter().filter(|e| e.volunteer != NO_VOLUNTEER) {
+            let v = e.volunteer as usize;
+            total[v] += e.minutes;
+            for (level, threshold) in STAR_MINUTES.iter().enumerate() {
+                if total[v] >= *threshold && crossings[v][level] == NEVER {
+                    crossings[v][level] = day;
+                }
             }
         }
+    }
+    crossings
+}
+
+impl Service {
+    pub fn from_batches(
+        batches: &[RecordBatch],
+        tz: Tz,
+        version: Option<u64>,
+    ) -> Result<Service, AnalyticsError> {
+        let mut ids = Ids::default();
+        let mut by_day: HashMap<i32, Vec<Entry>> = HashMap::new();
+        for_each_row(batches, &mut ids, &mut LocalDays::new(tz), |day, entry| {
+            by_day.entry(day).or_default().push(entry);
+            Ok(())
+        })?;
         let days = PerDay::from_map(by_day, |mut entries| {
             entries.sort_unstable_by_key(|e| (e.unit, e.volunteer));
             entries.dedup_by(|later, kept| {
                 let same = later.unit == kept.unit && later.volunteer == kept.volunteer;
                 if same {
                     kept.minutes += later.minutes;
+                    kept.records += later.records;
                 }
                 same
             });
-            entries
+            Arc::new(entries)
         });
-        let mut crossings = vec![[NEVER; 5]; volunteers.len()];
-        let mut total = vec![0i64; volunteers.len()];
-        for (day, entries) in days.iter() {
-            for e in entries.iter().filter(|e| e.volunteer != NO_VOLUNTEER) {
-                let v = e.volunteer as usize;
-                total[v] += e.minutes;
-                for (level, threshold) in STAR_MINUTES.iter().enumerate() {
-                    if total[v] >= *threshold && crossings[v][level] == NEVER {
-                        crossings[v][level] = day;
+        Ok(Service {
+            crossings: crossings(&days, ids.volunteers.len()),
+            ids: Arc::new(RwLock::new(ids)),
+            days,
+            version,
+        })
+    }
+
+    /// This rollup changed as the view's rows did: for each change (oldest first), the
+    /// `SQL` rows it took out and those it put in. Only the days they fall on are copied.
+    pub fn updated(
+        &self,
+        changes: &[(Vec<RecordBatch>, Vec<RecordBatch>)],
+        tz: Tz,
+        version: Option<u64>,
+    ) -> Result<Service, AnalyticsError> {
+        let mut days = self.days.clone();
+        let mut local = LocalDays::new(tz);
+        let mut ids = self.ids.write().expect("not poisoned");
+        for (replaced, added) in changes {
+            for (sign, batches) in [(-1, replaced), (1, added)] {
+                for_each_row(batches, &mut ids, &mut local, |day, e| {
+                    let entries = Arc::make_mut(days.get_mut(day));
+                    match entries
+                        .binary_search_by_key(&(e.unit, e.volunteer), |x| (x.unit, x.volunteer))
+                    {
+                        Ok(i) => {
+                            entries[i].minutes += sign * e.minutes;
+                            entries[i].records += sign;
+                            if entries[i].records == 0 {
+                                entries.remove(i);
+                            }
+                        }
+                        Err(i) if sign > 0 => entries.insert(i, e),
+                        Err(_) => {
+                            return Err(AnalyticsError::Query(
+                                datafusion::error::DataFusionError::Internal(
+                                    "a change took out a service record the rollup does not hold"
+                                        .into(),
+                                ),
+                            ));
+                        }
                     }
-                }
+                    Ok(())
+                })?;
             }
         }
         Ok(Service {
-            units: units.into_ids(),
-            volunteers,
+            crossings: crossings(&days, ids.volunteers.len()),
+            ids: self.ids.clone(),
             days,
-            crossings,
+            version,
         })
+    }
+
+    /// The units' ids, by dense id.
+    fn units(&self) -> Vec<Arc<str>> {
+        self.ids.read().expect("not poisoned").units.ids().to_vec()
+    }
+
+    fn volunteers(&self) -> usize {
+        self.ids.read().expect("not poisoned").volunteers.len()
     }
 
     /// The entries of the question's periods, with their period.
@@ -113,7 +203,7 @@ impl Service {
 
     /// Minutes per cell, by the unit of each record.
     pub fn minutes(&self, grid: &Grid<'_>) -> Vec<i64> {
-        let area = grid.areas_of(&self.units);
+        let area = grid.areas_of(&self.units());
         let mut out = vec![0i64; grid.cells()];
         for (b, e) in self.in_range(grid) {
             let a = area[e.unit as usize];
@@ -126,7 +216,7 @@ impl Service {
 
     /// Distinct volunteers with a record per cell.
     pub fn serving(&self, grid: &Grid<'_>) -> Vec<f64> {
-        let area = grid.areas_of(&self.units);
+        let area = grid.areas_of(&self.units());
         let mut sets = vec![RoaringBitmap::new(); grid.cells()];
         for (b, e) in self.in_range(grid) {
             let a = area[e.unit as usize];
@@ -139,7 +229,7 @@ impl Service {
 
     /// Per cell, every volunteer with minutes there and their minutes.
     pub fn ranking(&self, grid: &Grid<'_>) -> HashMap<Key, Vec<(String, i64)>> {
-        let area = grid.areas_of(&self.units);
+        let area = grid.areas_of(&self.units());
         let mut cells: HashMap<usize, Vec<(u32, i64)>> = HashMap::new();
         for (b, e) in self.in_range(grid) {
             let a = area[e.unit as usize];
@@ -161,9 +251,10 @@ impl Service {
                     }
                     same
                 });
+                let ids = self.ids.read().expect("not poisoned");
                 let named = hours
                     .into_iter()
-                    .map(|(v, m)| (self.volunteers.id(v).to_string(), m))
+                    .map(|(v, m)| (ids.volunteers.id(v).to_string(), m))
                     .collect();
                 (grid.key(cell), named)
             })
@@ -172,9 +263,10 @@ impl Service {
 
     /// Per volunteer of this rollup, their index among the reference's volunteers.
     pub fn link(&self, refd: &Reference) -> Vec<u32> {
-        let mut out = vec![u32::MAX; self.volunteers.len()];
+        let ids = self.ids.read().expect("not poisoned");
+        let mut out = vec![u32::MAX; ids.volunteers.len()];
         for (i, v) in refd.volunteers.iter().enumerate() {
-            if let Some(s) = self.volunteers.get(&v.id) {
+            if let Some(s) = ids.volunteers.get(&v.id) {
                 out[s as usize] = i as u32;
             }
         }
@@ -186,7 +278,7 @@ impl Service {
     pub fn active(&self, grid: &Grid<'_>, link: &[u32]) -> Vec<f64> {
         let refd = grid.frame.refd;
         let mut out = vec![0.0; grid.cells()];
-        let mut counted = vec![-1i32; self.volunteers.len()];
+        let mut counted = vec![-1i32; self.volunteers()];
         for (b, e) in self.in_range(grid) {
             if e.volunteer == NO_VOLUNTEER || counted[e.volunteer as usize] == b as i32 {
                 continue;
