@@ -90,7 +90,7 @@ pub struct Analytics {
     /// cheap to recompute and stale ones never match a new version key anyway.
     cache: Mutex<HashMap<String, Arc<KpiResponse>>>,
     /// The facts KPIs are counted from, per table version.
-    rollups: Rollups,
+    rollups: Arc<Rollups>,
 }
 
 impl Analytics {
@@ -101,7 +101,7 @@ impl Analytics {
         let house = Lakehouse::open(lake).await?;
         let snapshot = house.snapshot();
         Ok(Analytics {
-            rollups: Rollups::new(settings.tz),
+            rollups: Arc::new(Rollups::new(settings.tz)),
             settings,
             house: tokio::sync::Mutex::new(house),
             current: RwLock::new(Current {
@@ -142,6 +142,7 @@ impl Analytics {
         cur.refresh_error = None;
         if changed {
             cur.snapshot = house.snapshot();
+            self.rollups.warm(&cur.snapshot);
         }
         cur.checked = Instant::now();
         Ok(changed)

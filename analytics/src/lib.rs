@@ -4,7 +4,8 @@
 //!  Delta tables ──► lakehouse (Snapshot: raw tables + views) ──► engine (Analytics)
 //!                        │                                          │  cache by versions
 //!                  views (current state)                             ├─► kpi::answer
-//!                                                                    │     frame → measure → rows
+//!                        │ changes (Delta)                           │     frame → rollup → rows
+//!                        └──────────────► rollup (per-day facts) ────┤
 //!                  reference (units, volunteers as of a moment) ◄────┤
 //!                                                                    ├─► sql (read-only, scoped)
 //!                                                                    └─► quality
@@ -16,7 +17,10 @@
 //! - `views`: the current-state views' SQL; `materialized`: each view computed once per
 //!   version of its raw table, on first use.
 //! - `reference`: units and volunteers in memory, asked "as of" a moment.
-//! - `kpi`: the catalog, the frame of a question, the measures, the answer's rows.
+//! - `kpi`: the catalog, the frame of a question, the measures (the reference SQL), the
+//!   answer's rows.
+//! - `rollup`: per-day facts with dense ids that KPI questions are counted from,
+//!   updated from each commit's changes.
 //! - `overview`: a month's headline KPIs with their changes, for the dashboard.
 //! - `quality`: the data-quality report; `runs`: what ingest counted.
 //! - `sql`: analysts' read-only SQL; `wall`: the scope wall their tables are seen through.

@@ -187,77 +187,89 @@ impl Rollups {
         snapshot: &Arc<Snapshot>,
         refd: &Arc<Reference>,
     ) -> Result<Rollup, AnalyticsError> {
-        let key = |tables: &[&str]| {
-            tables
-                .iter()
-                .map(|t| format!("{t}@{:?}", snapshot.versions.get(t).copied().flatten()))
-                .collect::<Vec<_>>()
-                .join(",")
-        };
-        let tz = self.tz;
         let mut rollup = Rollup {
             participation: None,
             service: None,
             orders: None,
         };
         match part(kpi) {
-            Part::Participation => {
-                let s = snapshot.clone();
-                let built = self
-                    .participation
-                    .get(
-                        key(&["activity_events", "attendance_events"]),
-                        move || async move {
-                            let rows = collect(&s.context(), participation::SQL).await?;
-                            blocking(move || Participation::from_batches(&rows, tz)).await
-                        },
-                    )
-                    .await?;
-                rollup.participation = Some(built);
-            }
+            Part::Participation => rollup.participation = Some(self.participation(snapshot).await?),
             Part::Service => {
-                let s = snapshot.clone();
-                let previous = self.service.latest();
-                let updates = self.updates.clone();
-                let built = self
-                    .service
-                    .get(key(&["service_events"]), move || async move {
-                        let version = s.versions.get("service_events").copied().flatten();
-                        if let Some(previous) = previous
-                            && let Some(changes) =
-                                changes_since(&s, "service_records", previous.version).await?
-                        {
-                            let updated =
-                                blocking(move || previous.updated(&changes, tz, version)).await;
-                            match updated {
-                                Ok(service) => {
-                                    updates.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                                    return Ok(service);
-                                }
-                                Err(e) => tracing::warn!("building the service rollup whole: {e}"),
-                            }
-                        }
-                        let rows = collect(&s.context(), service::SQL).await?;
-                        blocking(move || Service::from_batches(&rows, tz, version)).await
-                    })
-                    .await?;
+                let built = self.service(snapshot).await?;
                 let link = self.link(refd, &built).await?;
                 rollup.service = Some((built, link));
             }
-            Part::Orders => {
-                let s = snapshot.clone();
-                let built = self
-                    .orders
-                    .get(key(&["order_events"]), move || async move {
-                        let rows = collect(&s.context(), orders::SQL).await?;
-                        Orders::from_batches(&rows, tz)
-                    })
-                    .await?;
-                rollup.orders = Some(built);
-            }
+            Part::Orders => rollup.orders = Some(self.orders(snapshot).await?),
             Part::None => {}
         }
         Ok(rollup)
+    }
+
+    /// Bring the parts built so far to `snapshot`'s versions now, in the background, so
+    /// that the questions after a commit find them ready (and the service part's chain
+    /// of changes is not broken by a version nobody asked about).
+    pub fn warm(self: &Arc<Self>, snapshot: &Arc<Snapshot>) {
+        let parts = [
+            (Part::Participation, self.participation.latest().is_some()),
+            (Part::Service, self.service.latest().is_some()),
+            (Part::Orders, self.orders.latest().is_some()),
+        ];
+        for (part, built) in parts {
+            if !built {
+                continue;
+            }
+            let (this, snapshot) = (self.clone(), snapshot.clone());
+            tokio::spawn(async move {
+                let warmed = match part {
+                    Part::Participation => this.participation(&snapshot).await.map(drop),
+                    Part::Service => this.service(&snapshot).await.map(drop),
+                    _ => this.orders(&snapshot).await.map(drop),
+                };
+                if let Err(e) = warmed {
+                    tracing::warn!("bringing the {part:?} rollup up to date: {e}");
+                }
+            });
+        }
+    }
+
+    async fn participation(
+        &self,
+        snapshot: &Arc<Snapshot>,
+    ) -> Result<Arc<Participation>, AnalyticsError> {
+        let (s, tz) = (snapshot.clone(), self.tz);
+        let key = versions_of(snapshot, &["activity_events", "attendance_events"]);
+        self.participation
+            .get(key, move || async move {
+                let started = std::time::Instant::now();
+                let rows = collect(&s.context(), participation::SQL).await?;
+                let built = blocking(move || Participation::from_batches(&rows, tz)).await;
+                tracing::debug!(took = ?started.elapsed(), "participation rollup built");
+                built
+            })
+            .await
+    }
+
+    async fn service(&self, snapshot: &Arc<Snapshot>) -> Result<Arc<Service>, AnalyticsError> {
+        let (s, tz) = (snapshot.clone(), self.tz);
+        let (previous, updates) = (self.service.latest(), self.updates.clone());
+        self.service
+            .get(versions_of(snapshot, &["service_events"]), move || {
+                service_at(s, previous, tz, updates)
+            })
+            .await
+    }
+
+    async fn orders(&self, snapshot: &Arc<Snapshot>) -> Result<Arc<Orders>, AnalyticsError> {
+        let (s, tz) = (snapshot.clone(), self.tz);
+        self.orders
+            .get(
+                versions_of(snapshot, &["order_events"]),
+                move || async move {
+                    let rows = collect(&s.context(), orders::SQL).await?;
+                    Orders::from_batches(&rows, tz)
+                },
+            )
+            .await
     }
 
     /// How often the service rollup was updated from the view's changes rather than
@@ -283,6 +295,46 @@ impl Rollups {
             Some((refd.clone(), service.clone(), link.clone()));
         Ok(link)
     }
+}
+
+/// The versions of `tables` in `snapshot`, as a key.
+fn versions_of(snapshot: &Snapshot, tables: &[&str]) -> String {
+    tables
+        .iter()
+        .map(|t| format!("{t}@{:?}", snapshot.versions.get(t).copied().flatten()))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The service rollup at `snapshot`'s version: `previous` updated by the view's changes
+/// since, or when they do not reach back to it, built from all the view's rows.
+async fn service_at(
+    snapshot: Arc<Snapshot>,
+    previous: Option<Arc<Service>>,
+    tz: Tz,
+    updates: Arc<std::sync::atomic::AtomicU64>,
+) -> Result<Service, AnalyticsError> {
+    let version = snapshot.versions.get("service_events").copied().flatten();
+    let started = std::time::Instant::now();
+    if let Some(previous) = previous
+        && let Some(changes) = changes_since(&snapshot, "service_records", previous.version).await?
+    {
+        let viewed = started.elapsed();
+        match blocking(move || previous.updated(&changes, tz, version)).await {
+            Ok(service) => {
+                updates.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let took = started.elapsed();
+                tracing::debug!(?version, ?viewed, ?took, "service rollup updated");
+                return Ok(service);
+            }
+            Err(e) => tracing::warn!("building the service rollup whole: {e}"),
+        }
+    }
+    let rows = collect(&snapshot.context(), service::SQL).await?;
+    let viewed = started.elapsed();
+    let built = blocking(move || Service::from_batches(&rows, tz, version)).await;
+    tracing::debug!(?version, ?viewed, took = ?started.elapsed(), "service rollup built");
+    built
 }
 
 /// The changes of a view's rows since its raw table's version `from`, as the rollup's
