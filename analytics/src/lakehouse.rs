@@ -300,6 +300,21 @@ impl Lakehouse {
                     })
                 }
             };
+            // A view in use stays computed: its new version is computed now, in the
+            // background, so the next question finds it ready and the version after
+            // this one can be an update of it (the chain of changes the KPI rollups
+            // follow is not broken by a version nobody asked about).
+            if let Some((_, m)) = previous
+                && m.is_computed()
+                && !Arc::ptr_eq(m, &provider)
+            {
+                let view = provider.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = view.rows().await {
+                        tracing::warn!(view = view.name(), "computing the view: {e}");
+                    }
+                });
+            }
             tables.insert(view.name, provider.clone() as Arc<dyn TableProvider>);
             materialized.insert(view.name, (version, provider));
         }

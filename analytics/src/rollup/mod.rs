@@ -209,13 +209,16 @@ impl Rollups {
     /// that the questions after a commit find them ready (and the service part's chain
     /// of changes is not broken by a version nobody asked about).
     pub fn warm(self: &Arc<Self>, snapshot: &Arc<Snapshot>) {
+        // A part being built already is left to finish: the next refresh brings it up
+        // to date (builds piling up behind a fast stream of commits would hold one
+        // version of the views each).
         let parts = [
-            (Part::Participation, self.participation.latest().is_some()),
-            (Part::Service, self.service.latest().is_some()),
-            (Part::Orders, self.orders.latest().is_some()),
+            (Part::Participation, self.participation.idle_and_built()),
+            (Part::Service, self.service.idle_and_built()),
+            (Part::Orders, self.orders.idle_and_built()),
         ];
-        for (part, built) in parts {
-            if !built {
+        for (part, warm) in parts {
+            if !warm {
                 continue;
             }
             let (this, snapshot) = (self.clone(), snapshot.clone());
@@ -411,6 +414,17 @@ impl<T> Default for Slot<T> {
 impl<T: Send + Sync + 'static> Slot<T> {
     fn latest(&self) -> Option<Arc<T>> {
         self.latest.lock().expect("not poisoned").clone()
+    }
+
+    /// Built once, and not being built now.
+    fn idle_and_built(&self) -> bool {
+        let building = self
+            .current
+            .lock()
+            .expect("not poisoned")
+            .as_ref()
+            .is_some_and(|(_, b)| b.peek().is_none());
+        !building && self.latest().is_some()
     }
 
     async fn get<F, Fut>(&self, key: String, build: F) -> Result<Arc<T>, AnalyticsError>
