@@ -61,8 +61,9 @@ pub struct Delta {
     pub replaced: Vec<RecordBatch>,
     pub added: Vec<RecordBatch>,
     earlier: Option<Arc<Delta>>,
-    /// Changes chained through `earlier`, and their rows: the chain is cut beyond
-    /// `MAX_CHAIN` links or `MAX_CHAIN_ROWS` rows (a reader that far behind starts over).
+    /// Changes chained through `earlier`, and their rows: past `MAX_CHAIN` links or
+    /// `MAX_CHAIN_ROWS` rows a change starts a new chain (a reader further behind
+    /// starts over from all rows).
     depth: usize,
     rows: usize,
 }
@@ -370,5 +371,45 @@ impl TableProvider for Materialized {
             .await?
             .scan(state, projection, filters, limit)
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changes_chain_back_to_a_version_and_the_chain_is_cut_when_long() {
+        let mut last: Option<Arc<Delta>> = None;
+        for v in 1..=MAX_CHAIN as u64 + 10 {
+            last = Some(Arc::new(Delta::new(
+                (Some(v - 1), Some(v)),
+                vec![],
+                vec![],
+                last,
+            )));
+        }
+        let last = last.unwrap();
+        let top = MAX_CHAIN as u64 + 10;
+        let chain = last.since(Some(top - 3)).expect("three versions back");
+        let steps: Vec<_> = chain.iter().map(|d| (d.from, d.to)).collect();
+        assert_eq!(
+            steps,
+            vec![
+                (Some(top - 3), Some(top - 2)),
+                (Some(top - 2), Some(top - 1)),
+                (Some(top - 1), Some(top))
+            ]
+        );
+        assert_eq!(
+            last.since(Some(top)).map(|c| c.len()),
+            None,
+            "no change leads from the version itself"
+        );
+        // The link after MAX_CHAIN links starts a new chain: it leads from its own
+        // previous version, not further back.
+        assert!(last.since(Some(1)).is_none(), "cut after {MAX_CHAIN} links");
+        assert_eq!(last.since(Some(top - 10)).map(|c| c.len()), Some(10));
+        assert!(last.since(Some(top - 11)).is_none());
     }
 }

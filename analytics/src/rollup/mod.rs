@@ -15,20 +15,18 @@
 //! (`kpi::measure`) stay as the reference: `wenming kpi --exact-recompute` answers with
 //! them, and tests/rollups hold the two to identical answers.
 
+mod columns;
 pub mod days;
 mod grid;
 mod orders;
 mod participation;
 mod service;
+mod store;
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
-use arrow::array::{
-    Array, AsArray, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray,
-};
-use arrow::datatypes::{DataType, Float64Type, Int64Type};
+use arrow::array::RecordBatch;
 use chrono_tz::Tz;
 use datafusion::error::DataFusionError;
 use futures::FutureExt;
@@ -40,10 +38,12 @@ use crate::kpi::frame::Frame;
 use crate::kpi::measure::{Cells, with_denominator};
 use crate::lakehouse::Snapshot;
 use crate::reference::{Reference, collect};
+use columns::{bool_column, float_column, int_column, str_column};
 use grid::Grid;
 pub use orders::Orders;
 pub use participation::Participation;
 pub use service::Service;
+use store::{Interner, PerDay};
 
 /// The parts one question reads, at its snapshot's versions.
 pub struct Rollup {
@@ -463,163 +463,4 @@ impl<T: Send + Sync + 'static> Slot<T> {
             }
         }
     }
-}
-
-/// Ids made dense: the n-th distinct id seen is n.
-#[derive(Default)]
-pub struct Interner {
-    ids: Vec<Arc<str>>,
-    index: HashMap<Arc<str>, u32, foldhash::fast::RandomState>,
-}
-
-impl Interner {
-    pub fn intern(&mut self, id: &str) -> u32 {
-        if let Some(i) = self.index.get(id) {
-            return *i;
-        }
-        let id: Arc<str> = id.into();
-        let i = self.ids.len() as u32;
-        self.ids.push(id.clone());
-        self.index.insert(id, i);
-        i
-    }
-
-    pub fn get(&self, id: &str) -> Option<u32> {
-        self.index.get(id).copied()
-    }
-
-    pub fn id(&self, i: u32) -> &str {
-        &self.ids[i as usize]
-    }
-
-    pub fn len(&self) -> usize {
-        self.ids.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
-    }
-
-    pub fn into_ids(self) -> Vec<Arc<str>> {
-        self.ids
-    }
-
-    pub fn ids(&self) -> &[Arc<str>] {
-        &self.ids
-    }
-}
-
-/// Facts per local day, from the first day with any to the last.
-#[derive(Clone)]
-pub struct PerDay<T> {
-    first: i32,
-    days: Vec<T>,
-}
-
-impl<T: Default> PerDay<T> {
-    pub fn from_map<U>(map: HashMap<i32, U>, mut finish: impl FnMut(U) -> T) -> Self {
-        let (Some(first), Some(last)) = (map.keys().min().copied(), map.keys().max().copied())
-        else {
-            return PerDay {
-                first: 0,
-                days: Vec::new(),
-            };
-        };
-        let mut days: Vec<T> = (first..=last).map(|_| T::default()).collect();
-        for (d, facts) in map {
-            days[(d - first) as usize] = finish(facts);
-        }
-        PerDay { first, days }
-    }
-
-    /// The facts of a day, made room for if the range does not reach it yet.
-    pub fn get_mut(&mut self, day: i32) -> &mut T {
-        if self.days.is_empty() {
-            self.first = day;
-        }
-        if day < self.first {
-            let extra = (self.first - day) as usize;
-            self.days.splice(0..0, (0..extra).map(|_| T::default()));
-            self.first = day;
-        }
-        let i = (day - self.first) as usize;
-        if i >= self.days.len() {
-            self.days.resize_with(i + 1, T::default);
-        }
-        &mut self.days[i]
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = (i32, &T)> {
-        self.range(i32::MIN, i32::MAX)
-    }
-
-    /// The days in `[from, to)` that have facts, with their day.
-    pub fn range(&self, from: i32, to: i32) -> impl Iterator<Item = (i32, &T)> {
-        let len = self.days.len() as i64;
-        let lo = (from as i64 - self.first as i64).clamp(0, len) as usize;
-        let hi = ((to as i64 - self.first as i64).clamp(0, len) as usize).max(lo);
-        self.days[lo..hi]
-            .iter()
-            .enumerate()
-            .map(move |(i, t)| (self.first + (lo + i) as i32, t))
-    }
-}
-
-/// A string column, whatever string type DataFusion chose.
-pub struct StrColumn(StringArray);
-
-impl StrColumn {
-    pub fn get(&self, i: usize) -> Option<&str> {
-        (!self.0.is_null(i)).then(|| self.0.value(i))
-    }
-
-    /// The value, or "" for null (no unit id is empty: it then matches no unit).
-    pub fn value_or_empty(&self, i: usize) -> &str {
-        self.get(i).unwrap_or("")
-    }
-}
-
-pub fn str_column(batch: &RecordBatch, i: usize) -> Result<StrColumn, AnalyticsError> {
-    let col = arrow::compute::cast(batch.column(i), &DataType::Utf8)?;
-    Ok(StrColumn(col.as_string::<i32>().clone()))
-}
-
-pub struct IntColumn(Int64Array);
-
-impl IntColumn {
-    pub fn get(&self, i: usize) -> Option<i64> {
-        (!self.0.is_null(i)).then(|| self.0.value(i))
-    }
-}
-
-pub fn int_column(batch: &RecordBatch, i: usize) -> Result<IntColumn, AnalyticsError> {
-    let col = arrow::compute::cast(batch.column(i), &DataType::Int64)?;
-    Ok(IntColumn(col.as_primitive::<Int64Type>().clone()))
-}
-
-pub struct FloatColumn(Float64Array);
-
-impl FloatColumn {
-    pub fn get(&self, i: usize) -> Option<f64> {
-        (!self.0.is_null(i)).then(|| self.0.value(i))
-    }
-}
-
-pub fn float_column(batch: &RecordBatch, i: usize) -> Result<FloatColumn, AnalyticsError> {
-    let col = arrow::compute::cast(batch.column(i), &DataType::Float64)?;
-    Ok(FloatColumn(col.as_primitive::<Float64Type>().clone()))
-}
-
-pub struct BoolColumn(BooleanArray);
-
-impl BoolColumn {
-    /// True only when set and true (SQL's `WHERE b`).
-    pub fn is_true(&self, i: usize) -> bool {
-        !self.0.is_null(i) && self.0.value(i)
-    }
-}
-
-pub fn bool_column(batch: &RecordBatch, i: usize) -> Result<BoolColumn, AnalyticsError> {
-    let col = arrow::compute::cast(batch.column(i), &DataType::Boolean)?;
-    Ok(BoolColumn(col.as_boolean().clone()))
 }
