@@ -15,6 +15,7 @@
 //! (`kpi::measure`) stay as the reference: `wenming kpi --exact-recompute` answers with
 //! them, and tests/rollups hold the two to identical answers.
 
+mod changes;
 mod columns;
 pub mod days;
 mod grid;
@@ -26,7 +27,6 @@ mod store;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
-use arrow::array::RecordBatch;
 use chrono_tz::Tz;
 use datafusion::error::DataFusionError;
 use futures::FutureExt;
@@ -241,14 +241,9 @@ impl Rollups {
     ) -> Result<Arc<Participation>, AnalyticsError> {
         let (s, tz) = (snapshot.clone(), self.tz);
         let key = versions_of(snapshot, &["activity_events", "attendance_events"]);
+        let (previous, updates) = (self.participation.latest(), self.updates.clone());
         self.participation
-            .get(key, move || async move {
-                let started = std::time::Instant::now();
-                let rows = collect(&s.context(), participation::SQL).await?;
-                let built = blocking(move || Participation::from_batches(&rows, tz)).await;
-                tracing::debug!(took = ?started.elapsed(), "participation rollup built");
-                built
-            })
+            .get(key, move || participation_at(s, previous, tz, updates))
             .await
     }
 
@@ -309,6 +304,35 @@ fn versions_of(snapshot: &Snapshot, tables: &[&str]) -> String {
         .join(",")
 }
 
+/// The participation rollup at `snapshot`'s versions: `previous` updated by the
+/// changes of `activities` and `attendance` since, or built from all their rows.
+async fn participation_at(
+    snapshot: Arc<Snapshot>,
+    previous: Option<Arc<Participation>>,
+    tz: Tz,
+    updates: Arc<std::sync::atomic::AtomicU64>,
+) -> Result<Participation, AnalyticsError> {
+    let version = |t| snapshot.versions.get(t).copied().flatten();
+    let versions = (version("activity_events"), version("attendance_events"));
+    let started = std::time::Instant::now();
+    if let Some(previous) = previous
+        && let Some((before, after)) = changes::participation(&snapshot, previous.versions).await?
+    {
+        match blocking(move || previous.updated(&before, &after, tz, versions)).await {
+            Ok(updated) => {
+                updates.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::debug!(?versions, took = ?started.elapsed(), "participation rollup updated");
+                return Ok(updated);
+            }
+            Err(e) => tracing::warn!("building the participation rollup whole: {e}"),
+        }
+    }
+    let rows = collect(&snapshot.context(), participation::SQL).await?;
+    let built = blocking(move || Participation::from_batches(&rows, tz, versions)).await;
+    tracing::debug!(?versions, took = ?started.elapsed(), "participation rollup built");
+    built
+}
+
 /// The service rollup at `snapshot`'s version: `previous` updated by the view's changes
 /// since, or when they do not reach back to it, built from all the view's rows.
 async fn service_at(
@@ -320,7 +344,8 @@ async fn service_at(
     let version = snapshot.versions.get("service_events").copied().flatten();
     let started = std::time::Instant::now();
     if let Some(previous) = previous
-        && let Some(changes) = changes_since(&snapshot, "service_records", previous.version).await?
+        && let Some(changes) =
+            changes::since(&snapshot, "service_records", previous.version).await?
     {
         let viewed = started.elapsed();
         match blocking(move || previous.updated(&changes, tz, version)).await {
@@ -338,50 +363,6 @@ async fn service_at(
     let built = blocking(move || Service::from_batches(&rows, tz, version)).await;
     tracing::debug!(?version, ?viewed, took = ?started.elapsed(), "service rollup built");
     built
-}
-
-/// The changes of a view's rows since its raw table's version `from`, as the rollup's
-/// query reads them (rows taken out, rows put in), oldest first; `None` when the view was
-/// not updated from there (computed whole, or too many versions ago).
-async fn changes_since(
-    snapshot: &Snapshot,
-    view: &'static str,
-    from: Option<u64>,
-) -> Result<Option<Vec<(Vec<RecordBatch>, Vec<RecordBatch>)>>, AnalyticsError> {
-    let Some(materialized) = snapshot.view(view) else {
-        return Ok(None);
-    };
-    materialized.rows().await?;
-    let Some(chain) = materialized.delta().and_then(|d| d.since(from)) else {
-        return Ok(None);
-    };
-    let sql = match view {
-        "service_records" => service::SQL,
-        _ => return Ok(None),
-    };
-    let mut out = Vec::new();
-    for delta in chain {
-        out.push((
-            project(view, sql, &delta.replaced).await?,
-            project(view, sql, &delta.added).await?,
-        ));
-    }
-    Ok(Some(out))
-}
-
-/// `sql` over `rows` published as `table`.
-async fn project(
-    table: &str,
-    sql: &str,
-    rows: &[RecordBatch],
-) -> Result<Vec<RecordBatch>, AnalyticsError> {
-    let Some(first) = rows.first() else {
-        return Ok(Vec::new());
-    };
-    let ctx = datafusion::prelude::SessionContext::new();
-    let mem = datafusion::catalog::MemTable::try_new(first.schema(), vec![rows.to_vec()])?;
-    ctx.register_table(table, Arc::new(mem))?;
-    collect(&ctx, sql).await
 }
 
 /// CPU-bound work off the async workers, so that other requests keep being served.

@@ -4,7 +4,7 @@
 //! participation_rate and active_station_rate.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use arrow::array::RecordBatch;
 use chrono_tz::Tz;
@@ -19,11 +19,12 @@ use crate::kpi::Kpi;
 /// A check-in without a person: a visit of no one in particular.
 const NO_PERSON: u32 = u32::MAX;
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct Day {
-    /// (unit, held activities, anonymous headcount), sorted by unit.
+    /// (unit, held activities, anonymous headcount), sorted by unit, one per unit.
     held: Vec<(u32, i64, i64)>,
-    /// Check-ins per (unit, person), sorted: all of them, and those as a resident.
+    /// Check-ins per (unit, person), sorted, one per pair: all of them, and those as a
+    /// resident.
     visits: Vec<Visits>,
 }
 
@@ -35,9 +36,19 @@ struct Visits {
     resident: i64,
 }
 
+/// Dense ids of units and people, shared by every version and only appended to.
+#[derive(Default)]
+struct Ids {
+    units: Interner,
+    persons: Interner,
+}
+
 pub struct Participation {
-    pub units: Vec<Arc<str>>,
-    days: PerDay<Day>,
+    ids: Arc<RwLock<Ids>>,
+    /// Per day; shared with the previous version until an update touches it.
+    days: PerDay<Arc<Day>>,
+    /// The versions of `activity_events` and `attendance_events` these facts reflect.
+    pub versions: (Option<u64>, Option<u64>),
 }
 
 /// The query the rollup reads held activities and their check-ins with: one row per
@@ -53,38 +64,99 @@ pub const SQL: &str = "\
     FROM attendance t JOIN activities a ON a.activity_id = t.activity_id \
     WHERE a.held AND a.starts_at IS NOT NULL";
 
-impl Participation {
-    pub fn from_batches(batches: &[RecordBatch], tz: Tz) -> Result<Participation, AnalyticsError> {
-        let mut local = LocalDays::new(tz);
-        let mut units = Interner::default();
-        let mut persons = Interner::default();
-        let mut by_day: HashMap<i32, Day> = HashMap::new();
-        for batch in batches {
-            let kind = int_column(batch, 0)?;
-            let unit = str_column(batch, 1)?;
-            let starts = int_column(batch, 2)?;
-            let headcount = int_column(batch, 3)?;
-            let person = str_column(batch, 4)?;
-            let resident = bool_column(batch, 5)?;
-            for i in 0..batch.num_rows() {
-                let Some(starts) = starts.get(i) else {
-                    continue;
-                };
-                let day = by_day.entry(local.day(starts)).or_default();
-                let u = units.intern(unit.value_or_empty(i));
-                if kind.get(i) == Some(0) {
-                    day.held.push((u, 1, headcount.get(i).unwrap_or(0)));
-                } else {
-                    let resident = resident.is_true(i);
-                    day.visits.push(Visits {
-                        unit: u,
-                        person: person.get(i).map_or(NO_PERSON, |p| persons.intern(p)),
-                        all: 1,
-                        resident: resident as i64,
-                    });
+/// What one row of `SQL` adds to a day.
+enum Fact {
+    Held(u32, i64),
+    Visit(Visits),
+}
+
+fn for_each_row(
+    batches: &[RecordBatch],
+    ids: &mut Ids,
+    local: &mut LocalDays,
+    mut f: impl FnMut(i32, Fact) -> Result<(), AnalyticsError>,
+) -> Result<(), AnalyticsError> {
+    for batch in batches {
+        let kind = int_column(batch, 0)?;
+        let unit = str_column(batch, 1)?;
+        let starts = int_column(batch, 2)?;
+        let headcount = int_column(batch, 3)?;
+        let person = str_column(batch, 4)?;
+        let resident = bool_column(batch, 5)?;
+        for i in 0..batch.num_rows() {
+            let Some(starts) = starts.get(i) else {
+                continue;
+            };
+            let u = ids.units.intern(unit.value_or_empty(i));
+            let fact = if kind.get(i) == Some(0) {
+                Fact::Held(u, headcount.get(i).unwrap_or(0))
+            } else {
+                Fact::Visit(Visits {
+                    unit: u,
+                    person: person.get(i).map_or(NO_PERSON, |p| ids.persons.intern(p)),
+                    all: 1,
+                    resident: resident.is_true(i) as i64,
+                })
+            };
+            f(local.day(starts), fact)?;
+        }
+    }
+    Ok(())
+}
+
+impl Day {
+    /// Add (`sign` 1) or take out (−1) one fact; `false` when taking out one not held.
+    fn apply(&mut self, sign: i64, fact: &Fact) -> bool {
+        match fact {
+            Fact::Held(unit, headcount) => match self.held.binary_search_by_key(unit, |h| h.0) {
+                Ok(i) => {
+                    self.held[i].1 += sign;
+                    self.held[i].2 += sign * headcount;
+                    if self.held[i].1 == 0 {
+                        self.held.remove(i);
+                    }
+                }
+                Err(i) if sign > 0 => self.held.insert(i, (*unit, 1, *headcount)),
+                Err(_) => return false,
+            },
+            Fact::Visit(v) => {
+                let key = (v.unit, v.person);
+                match self
+                    .visits
+                    .binary_search_by_key(&key, |x| (x.unit, x.person))
+                {
+                    Ok(i) => {
+                        self.visits[i].all += sign * v.all;
+                        self.visits[i].resident += sign * v.resident;
+                        if self.visits[i].all == 0 {
+                            self.visits.remove(i);
+                        }
+                    }
+                    Err(i) if sign > 0 => self.visits.insert(i, *v),
+                    Err(_) => return false,
                 }
             }
         }
+        true
+    }
+}
+
+impl Participation {
+    pub fn from_batches(
+        batches: &[RecordBatch],
+        tz: Tz,
+        versions: (Option<u64>, Option<u64>),
+    ) -> Result<Participation, AnalyticsError> {
+        let mut ids = Ids::default();
+        let mut by_day: HashMap<i32, Day> = HashMap::new();
+        for_each_row(batches, &mut ids, &mut LocalDays::new(tz), |day, fact| {
+            let day = by_day.entry(day).or_default();
+            match fact {
+                Fact::Held(u, hc) => day.held.push((u, 1, hc)),
+                Fact::Visit(v) => day.visits.push(v),
+            }
+            Ok(())
+        })?;
         let days = PerDay::from_map(by_day, |mut day| {
             day.held.sort_unstable_by_key(|h| h.0);
             day.held.dedup_by(|later, kept| {
@@ -97,34 +169,69 @@ impl Participation {
             });
             day.visits.sort_unstable_by_key(|v| (v.unit, v.person));
             day.visits.dedup_by(|later, kept| {
-                // Check-ins of no one stay apart: each is a visit, and none a person.
-                let same = later.unit == kept.unit
-                    && later.person == kept.person
-                    && later.person != NO_PERSON;
+                let same = later.unit == kept.unit && later.person == kept.person;
                 if same {
                     kept.all += later.all;
                     kept.resident += later.resident;
                 }
                 same
             });
-            day
+            Arc::new(day)
         });
         Ok(Participation {
-            units: units.into_ids(),
+            ids: Arc::new(RwLock::new(ids)),
             days,
+            versions,
         })
+    }
+
+    /// This rollup with the `SQL` rows of the activities whose facts changed taken out
+    /// as they were (`before`) and put in as they are (`after`). Only the days they fall
+    /// on are copied.
+    pub fn updated(
+        &self,
+        before: &[RecordBatch],
+        after: &[RecordBatch],
+        tz: Tz,
+        versions: (Option<u64>, Option<u64>),
+    ) -> Result<Participation, AnalyticsError> {
+        let mut days = self.days.clone();
+        let mut local = LocalDays::new(tz);
+        let mut ids = self.ids.write().expect("not poisoned");
+        for (sign, batches) in [(-1, before), (1, after)] {
+            for_each_row(batches, &mut ids, &mut local, |day, fact| {
+                if Arc::make_mut(days.get_mut(day)).apply(sign, &fact) {
+                    Ok(())
+                } else {
+                    Err(AnalyticsError::Query(
+                        datafusion::error::DataFusionError::Internal(
+                            "a change took out a check-in the rollup does not hold".into(),
+                        ),
+                    ))
+                }
+            })?;
+        }
+        Ok(Participation {
+            ids: self.ids.clone(),
+            days,
+            versions,
+        })
+    }
+
+    fn units(&self) -> Vec<Arc<str>> {
+        self.ids.read().expect("not poisoned").units.ids().to_vec()
     }
 
     fn in_range<'a>(&'a self, grid: &'a Grid<'_>) -> impl Iterator<Item = (usize, &'a Day)> {
         let (first, end) = grid.days();
         self.days
             .range(first, end)
-            .map(move |(day, facts)| (grid.bucket(day) as usize, facts))
+            .map(move |(day, facts)| (grid.bucket(day) as usize, &**facts))
     }
 
     /// activities_held, participant_visits or resident_visits per cell.
     pub fn counts(&self, kpi: Kpi, grid: &Grid<'_>) -> Vec<i64> {
-        let area = grid.areas_of(&self.units);
+        let area = grid.areas_of(&self.units());
         let mut out = vec![0i64; grid.cells()];
         for (b, day) in self.in_range(grid) {
             for &(u, held, headcount) in &day.held {
@@ -156,7 +263,7 @@ impl Participation {
 
     /// Distinct people checked in per cell (as residents only, when asked).
     pub fn persons(&self, grid: &Grid<'_>, residents_only: bool) -> Vec<f64> {
-        let area = grid.areas_of(&self.units);
+        let area = grid.areas_of(&self.units());
         let mut sets = vec![RoaringBitmap::new(); grid.cells()];
         for (b, day) in self.in_range(grid) {
             for v in &day.visits {
@@ -171,8 +278,8 @@ impl Participation {
 
     /// Stations open at the period's end with a held activity in it, per cell.
     pub fn active_stations(&self, grid: &Grid<'_>) -> Vec<f64> {
-        let area = grid.areas_of(&self.units);
-        let refs = grid.reference_units(&self.units);
+        let area = grid.areas_of(&self.units());
+        let refs = grid.reference_units(&self.units());
         let refd = grid.frame.refd;
         let ends: Vec<i64> = grid
             .frame
