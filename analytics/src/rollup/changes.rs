@@ -172,35 +172,26 @@ pub async fn participation(
     ctx.register_table("k_attendance", ids(&mut changed_attendance.iter())?)?;
     ctx.register_table("now_activities", now_activities)?;
     ctx.register_table("now_attendance", now_attendance)?;
-    let mut was_activities = vec![
-        "SELECT * FROM now_activities WHERE activity_id IN (SELECT id FROM k_all) \
-         AND activity_id NOT IN (SELECT id FROM k_activities)"
-            .to_string(),
-    ];
-    if let Some(b) = old_activities.first() {
-        ctx.register_table(
-            "old_activities",
-            Arc::new(MemTable::try_new(b.schema(), vec![old_activities.clone()])?),
-        )?;
-        was_activities.push("SELECT * FROM old_activities".into());
-    }
-    let mut was_attendance = vec![
-        "SELECT * FROM now_attendance WHERE activity_id IN (SELECT id FROM k_all) \
-         AND activity_id NOT IN (SELECT id FROM k_attendance)"
-            .to_string(),
-    ];
-    if let Some(b) = old_attendance.first() {
-        ctx.register_table(
-            "old_attendance",
-            Arc::new(MemTable::try_new(b.schema(), vec![old_attendance.clone()])?),
-        )?;
-        was_attendance.push("SELECT * FROM old_attendance".into());
-    }
+    // Each changed activity as it was: its rows before the first change that named it,
+    // or (unchanged in that view) its rows now.
+    let was = |table: &str, old: &[RecordBatch]| -> Result<String, AnalyticsError> {
+        let mut sql = format!(
+            "SELECT * FROM now_{table} WHERE activity_id IN (SELECT id FROM k_all) \
+             AND activity_id NOT IN (SELECT id FROM k_{table})"
+        );
+        if let Some(b) = old.first() {
+            let rows = MemTable::try_new(b.schema(), vec![old.to_vec()])?;
+            ctx.register_table(format!("old_{table}"), Arc::new(rows))?;
+            sql.push_str(&format!(" UNION ALL SELECT * FROM old_{table}"));
+        }
+        Ok(sql)
+    };
+    let (was_activities, was_attendance) = (
+        was("activities", &old_activities)?,
+        was("attendance", &old_attendance)?,
+    );
     let sides = [
-        (
-            was_activities.join(" UNION ALL "),
-            was_attendance.join(" UNION ALL "),
-        ),
+        (was_activities, was_attendance),
         (
             "SELECT * FROM now_activities WHERE activity_id IN (SELECT id FROM k_all)".to_string(),
             "SELECT * FROM now_attendance WHERE activity_id IN (SELECT id FROM k_all)".to_string(),
