@@ -10,10 +10,13 @@
 //!  reference (units, volunteers) ─────────────────────────────────────┘
 //! ```
 //!
-//! Each part is built from its views' rows once per version of the raw tables it reads
-//! and shared by every question on that version (`Rollups`). The SQL measures
-//! (`kpi::measure`) stay as the reference: `wenming kpi --exact-recompute` answers with
-//! them, and tests/rollups hold the two to identical answers.
+//! Each part reflects one version of the raw tables it reads and is shared by every
+//! question on that version (`Rollups`). After each refresh the parts in use are brought
+//! to the new versions in the background: the service and participation parts are
+//! updated from their views' changes (`changes`: the rows a commit took out and put in),
+//! copying only the days those touch; orders are small and built again. The SQL
+//! measures (`kpi::measure`) stay as the reference: `wenming kpi --exact-recompute`
+//! answers with them, and analytics/tests/rollups.rs holds the two to identical answers.
 
 mod changes;
 mod columns;
