@@ -15,7 +15,7 @@ use crate::kpi::{self, KpiInfo, KpiRequest, KpiResponse, Source};
 use crate::lakehouse::{Lakehouse, Snapshot};
 use crate::quality::{self, QualityReport};
 use crate::reference::Reference;
-use crate::rollup::Rollups;
+use crate::rollup::{Rollups, Saved};
 use crate::scope::{Level, Scope};
 use crate::sql::{self, SqlLimits, SqlResult};
 use crate::wall::ScopeUnits;
@@ -35,6 +35,10 @@ pub struct Settings {
     pub cache_entries: usize,
     /// The limits of one KPI question (see `KpiLimits`).
     pub kpi_limits: KpiLimits,
+    /// Save the KPI rollups beside the lake (`<lake>/_rollups`) at most this often, and
+    /// when asked (`save_rollups`); `None`: never written. Saved rollups matching the
+    /// lake's versions are resumed from either way.
+    pub save_rollups_every: Option<Duration>,
 }
 
 /// What one KPI question may cost, like an analyst's query: answers larger than
@@ -66,6 +70,7 @@ impl Default for Settings {
             late_after_hours: 72,
             cache_entries: 4096,
             kpi_limits: KpiLimits::default(),
+            save_rollups_every: None,
         }
     }
 }
@@ -100,8 +105,9 @@ impl Analytics {
     ) -> Result<Analytics, AnalyticsError> {
         let house = Lakehouse::open(lake).await?;
         let snapshot = house.snapshot();
+        let saved = Saved::new(house.root().join("_rollups"), settings.save_rollups_every);
         Ok(Analytics {
-            rollups: Arc::new(Rollups::new(settings.tz)),
+            rollups: Arc::new(Rollups::new(settings.tz, Some(saved))),
             settings,
             house: tokio::sync::Mutex::new(house),
             current: RwLock::new(Current {
@@ -146,6 +152,20 @@ impl Analytics {
         }
         cur.checked = Instant::now();
         Ok(changed)
+    }
+
+    /// Load the lake's newest versions, bring the KPI rollups built so far up to them
+    /// and save them beside the lake (a server stopping: the next start resumes from
+    /// them). Returns how many parts were saved.
+    pub async fn save_rollups(&self) -> Result<usize, AnalyticsError> {
+        self.refresh().await?;
+        let snapshot = self.current.read().expect("not poisoned").snapshot.clone();
+        self.rollups.save(&snapshot).await
+    }
+
+    /// How many rollup parts were resumed from saved files rather than counted.
+    pub fn rollups_resumed(&self) -> u64 {
+        self.rollups.resumed()
     }
 
     /// Whether the lake could be read at the last look (no I/O: for readiness probes).

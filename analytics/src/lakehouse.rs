@@ -222,6 +222,13 @@ impl Lakehouse {
             }
         }
         if changed {
+            // The views being computed for the current versions are let finish first:
+            // the new versions are then updates of them (their changes are what the
+            // rollups follow), and at most two versions of a view are ever held — the
+            // one answered from and the one being computed — however fast commits come.
+            for (_, view) in self.current.views.values() {
+                view.settled().await;
+            }
             self.current = Arc::new(self.build_snapshot().await?);
         }
         Ok(changed)

@@ -207,6 +207,15 @@ impl Materialized {
             .is_some_and(|r| r.is_ok())
     }
 
+    /// Wait for a computation under way to end (whatever its result); return at once
+    /// when none was started.
+    pub async fn settled(&self) {
+        let computing = self.computing.lock().expect("not poisoned").clone();
+        if let Some(computing) = computing {
+            let _ = computing.await;
+        }
+    }
+
     /// The rows, if they have been computed (and nothing else).
     pub fn computed_rows(&self) -> Option<Arc<MemTable>> {
         self.computing

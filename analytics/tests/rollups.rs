@@ -189,11 +189,9 @@ async fn same_answers(a: &Analytics, dice: &mut Dice, areas: &[String], what: &s
     );
 }
 
-#[tokio::test]
-async fn rollups_answer_every_kpi_as_the_reference_computation_does() {
-    let lines = generated(11);
-    let (stars, late) = stars_and_corrections(&lines);
-    let areas: Vec<String> = lines
+/// Unit ids and their districts' area codes: the areas questions ask about.
+fn areas_of(lines: &[String]) -> Vec<String> {
+    lines
         .iter()
         .map(|l| serde_json::from_str::<Value>(l).unwrap())
         .filter(|e| e["type"] == "unit.registered")
@@ -204,7 +202,121 @@ async fn rollups_answer_every_kpi_as_the_reference_computation_does() {
                 e["unit_id"].as_str().unwrap().to_string(),
             ]
         })
-        .collect();
+        .collect()
+}
+
+/// The saved parts' directories under `<lake>/_rollups`, by name.
+fn saved_parts(lake: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(lake.join("_rollups"))
+        .map(|dir| {
+            dir.flatten()
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn rollups_saved_beside_the_lake_resume_a_restart_and_follow_later_commits() {
+    let lines = generated(5);
+    let areas = areas_of(&lines);
+    let chunks: Vec<&[String]> = lines.chunks(lines.len().div_ceil(2)).collect();
+    let stream = |lines: &[String]| {
+        let mut s = Stream::default();
+        s.lines = lines.to_vec();
+        s
+    };
+    let (dir, _) = lake_of(&stream(chunks[0])).await;
+    let lake = dir.path().join("lake");
+    let saving = Settings {
+        save_rollups_every: Some(std::time::Duration::from_secs(3600)),
+        ..Settings::default()
+    };
+    let mut dice = Dice(0x5eed_1234_abcd_0001);
+    let a = Analytics::open(&lake, saving.clone()).await.unwrap();
+    same_answers(&a, &mut dice, &areas, "before saving").await;
+    let asked = questions(&mut dice, &areas);
+    let mut before = Vec::new();
+    for (q, scope) in &asked {
+        before.push(a.kpi(q, scope).await.map_err(|e| e.to_string()));
+    }
+    assert_eq!(
+        a.save_rollups().await.unwrap(),
+        2,
+        "participation and service saved"
+    );
+    let parts = saved_parts(&lake);
+    assert_eq!(parts.len(), 2, "one directory per part: {parts:?}");
+    assert!(
+        parts[0].starts_with("participation@activity_events="),
+        "{parts:?}"
+    );
+    assert!(parts[1].starts_with("service@service_events="), "{parts:?}");
+    assert!(
+        lake.join("_rollups")
+            .join(&parts[1])
+            .join("manifest.json")
+            .is_file()
+    );
+    drop(a);
+
+    // A restart on the same versions resumes both parts, answers as before (only from
+    // the rollups: nothing computes the views for them), and follows the next commit
+    // from its changes.
+    let b = Analytics::open(&lake, saving.clone()).await.unwrap();
+    for ((q, scope), before) in asked.iter().zip(&before) {
+        let after = b.kpi(q, scope).await.map_err(|e| e.to_string());
+        assert_eq!(&after, before, "resumed: {q:?} in {scope}");
+    }
+    assert_eq!(
+        b.rollups_resumed(),
+        2,
+        "both parts resumed, not counted again"
+    );
+    import_more(&dir, &stream(chunks[1])).await;
+    assert!(b.refresh().await.unwrap());
+    same_answers(&b, &mut dice, &areas, "a commit after resuming").await;
+    assert!(
+        b.rollup_updates() >= 2,
+        "the resumed parts were updated from the commit's changes: {} updates",
+        b.rollup_updates()
+    );
+    assert_eq!(b.save_rollups().await.unwrap(), 2);
+    assert_eq!(saved_parts(&lake).len(), 2, "older versions removed");
+    drop(b);
+
+    // Saved for another time zone: not used (its days are other days).
+    let berlin = Settings {
+        tz: chrono_tz::Tz::Europe__Berlin,
+        ..Settings::default()
+    };
+    let c = Analytics::open(&lake, berlin).await.unwrap();
+    same_answers(&c, &mut dice, &areas, "another time zone").await;
+    assert_eq!(c.rollups_resumed(), 0);
+    drop(c);
+
+    // A damaged file: that part is counted again, the other resumed, answers exact.
+    let service = saved_parts(&lake)
+        .into_iter()
+        .find(|p| p.starts_with("service@"))
+        .unwrap();
+    std::fs::write(
+        lake.join("_rollups").join(service).join("entries.parquet"),
+        b"not parquet",
+    )
+    .unwrap();
+    let d = Analytics::open(&lake, saving).await.unwrap();
+    same_answers(&d, &mut dice, &areas, "a damaged saved part").await;
+    assert_eq!(d.rollups_resumed(), 1, "only participation resumed");
+}
+
+#[tokio::test]
+async fn rollups_answer_every_kpi_as_the_reference_computation_does() {
+    let lines = generated(11);
+    let (stars, late) = stars_and_corrections(&lines);
+    let areas = areas_of(&lines);
     // Three commits of the generated stream (in its arrival order: stations that sync
     // late bring earlier events), then the star volunteers, then the late corrections.
     let chunks: Vec<&[String]> = lines.chunks(lines.len().div_ceil(3)).collect();

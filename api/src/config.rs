@@ -113,6 +113,9 @@ pub struct AnalyticsConfig {
     pub tz: String,
     pub registration_target: f64,
     pub late_after_hours: i64,
+    /// Seconds between saves of the KPI rollups beside the lake (and one when the
+    /// server stops); 0: never saved, every start counts them from the views.
+    pub save_rollups_secs: u64,
 }
 
 impl Default for AnalyticsConfig {
@@ -121,6 +124,7 @@ impl Default for AnalyticsConfig {
             tz: "Asia/Shanghai".into(),
             registration_target: 0.13,
             late_after_hours: 72,
+            save_rollups_secs: 60,
         }
     }
 }

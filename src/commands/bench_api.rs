@@ -54,6 +54,22 @@ impl Server {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// Stop the server as an operator does (SIGTERM: ingest commits the batch in hand,
+    /// the rollups are saved), waiting up to `grace` before killing it.
+    pub fn stop(mut self, grace: std::time::Duration) -> anyhow::Result<()> {
+        // SAFETY: signalling our own child by its pid.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let deadline = std::time::Instant::now() + grace;
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait()? {
+                anyhow::ensure!(status.success(), "the server stopped with {status}");
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        anyhow::bail!("the server did not stop within {grace:?}")
+    }
 }
 
 impl Drop for Server {

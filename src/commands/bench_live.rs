@@ -9,7 +9,8 @@
 //! - freshness: a produced `service.*` event until `POST /v1/sql` finds it in
 //!   `service_events` (every 500th such event is followed), p50 / p95;
 //! - the server's peak RSS;
-//! - restart to first answer: the server stopped and started on the lake it left.
+//! - restart to first answer: the server stopped (SIGTERM: the rollups are saved) and
+//!   started on the lake it left.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -174,7 +175,12 @@ pub fn run(args: LiveBenchArgs) -> anyhow::Result<ExitCode> {
     );
     println!("server peak RSS: {:.0} MiB", peak as f64 / 1024.0);
 
-    drop(server);
+    let stopping = Instant::now();
+    server.stop(Duration::from_secs(300))?;
+    println!(
+        "stop (last commit, rollups saved): {:.1} s",
+        stopping.elapsed().as_secs_f64()
+    );
     let started = Instant::now();
     let server = start_server(&lake, &ingest)?;
     let base = format!("http://{}", server.addr);

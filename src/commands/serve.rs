@@ -166,6 +166,8 @@ async fn open_analytics(config: &Config) -> anyhow::Result<Analytics> {
             memory_bytes: config.kpi.memory_mib.max(16) << 20,
             timeout: std::time::Duration::from_secs(config.kpi.timeout_secs.max(1)),
         },
+        save_rollups_every: (config.analytics.save_rollups_secs > 0)
+            .then(|| std::time::Duration::from_secs(config.analytics.save_rollups_secs)),
         ..Settings::default()
     };
     Analytics::open(&config.lake.path, settings)
@@ -381,6 +383,15 @@ fn run(mut config: Config, demo: Option<Demo>) -> anyhow::Result<ExitCode> {
             let ok = tokio::task::spawn_blocking(move || t.join().unwrap_or(false)).await.unwrap_or(false);
             if !ok {
                 bail!("ingest ended with an error");
+            }
+        }
+        if config.analytics.save_rollups_secs > 0 {
+            // The next start resumes from these instead of counting the year again.
+            let started = std::time::Instant::now();
+            match analytics.save_rollups().await {
+                Ok(0) => {}
+                Ok(n) => eprintln!("stopping: {n} KPI rollup part(s) saved in {:.1} s", started.elapsed().as_secs_f64()),
+                Err(e) => eprintln!("warning: the KPI rollups were not saved ({e}); the next start counts them again"),
             }
         }
         anyhow::Ok(())

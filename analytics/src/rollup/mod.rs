@@ -24,7 +24,9 @@ pub mod days;
 mod grid;
 mod orders;
 mod participation;
+mod saved;
 mod service;
+mod slot;
 mod store;
 
 use std::future::Future;
@@ -32,8 +34,6 @@ use std::sync::{Arc, Mutex};
 
 use chrono_tz::Tz;
 use datafusion::error::DataFusionError;
-use futures::FutureExt;
-use futures::future::{BoxFuture, Shared};
 
 use crate::error::AnalyticsError;
 use crate::kpi::Kpi;
@@ -45,7 +45,10 @@ use columns::{bool_column, float_column, int_column, str_column};
 use grid::Grid;
 pub use orders::Orders;
 pub use participation::Participation;
+pub use saved::Saved;
+use saved::SavedPart;
 pub use service::Service;
+use slot::Slot;
 use store::{Interner, PerDay};
 
 /// The parts one question reads, at its snapshot's versions.
@@ -165,6 +168,10 @@ pub struct Rollups {
     link: Mutex<Option<Link>>,
     /// How often the service rollup was updated from a view's changes.
     updates: Arc<std::sync::atomic::AtomicU64>,
+    /// Where parts are saved and resumed from (`None`: not saved).
+    saved: Option<Arc<Saved>>,
+    /// How many parts were resumed from saved files.
+    resumed: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// A reference, a service rollup, and per volunteer of the rollup their index in the
@@ -172,7 +179,8 @@ pub struct Rollups {
 type Link = (Arc<Reference>, Arc<Service>, Arc<Vec<u32>>);
 
 impl Rollups {
-    pub fn new(tz: Tz) -> Self {
+    /// Rollups counting days local to `tz`, saved to and resumed from `saved`.
+    pub fn new(tz: Tz, saved: Option<Saved>) -> Self {
         Rollups {
             tz,
             participation: Slot::default(),
@@ -180,6 +188,8 @@ impl Rollups {
             orders: Slot::default(),
             link: Mutex::new(None),
             updates: Default::default(),
+            saved: saved.map(Arc::new),
+            resumed: Default::default(),
         }
     }
 
@@ -242,22 +252,178 @@ impl Rollups {
         &self,
         snapshot: &Arc<Snapshot>,
     ) -> Result<Arc<Participation>, AnalyticsError> {
-        let (s, tz) = (snapshot.clone(), self.tz);
         let key = versions_of(snapshot, &["activity_events", "attendance_events"]);
+        let version = |t| snapshot.versions.get(t).copied().flatten();
+        let versions = (version("activity_events"), version("attendance_events"));
+        let (s, tz, k) = (snapshot.clone(), self.tz, key.clone());
         let (previous, updates) = (self.participation.latest(), self.updates.clone());
-        self.participation
-            .get(key, move || participation_at(s, previous, tz, updates))
-            .await
+        let resume = self.resume(key.clone(), versions, previous.is_none(), snapshot);
+        let built = self
+            .participation
+            .get(key.clone(), move || async move {
+                match resume.await {
+                    Some(resumed) => Ok(resumed),
+                    None => participation_at(s, previous, tz, updates).await,
+                }
+            })
+            .await?;
+        self.save_if_due(&k, &built, false);
+        Ok(built)
     }
 
     async fn service(&self, snapshot: &Arc<Snapshot>) -> Result<Arc<Service>, AnalyticsError> {
+        let key = versions_of(snapshot, &["service_events"]);
+        let version = snapshot.versions.get("service_events").copied().flatten();
         let (s, tz) = (snapshot.clone(), self.tz);
         let (previous, updates) = (self.service.latest(), self.updates.clone());
-        self.service
-            .get(versions_of(snapshot, &["service_events"]), move || {
-                service_at(s, previous, tz, updates)
+        let resume = self.resume(key.clone(), version, previous.is_none(), snapshot);
+        let built = self
+            .service
+            .get(key.clone(), move || async move {
+                match resume.await {
+                    Some(resumed) => Ok(resumed),
+                    None => service_at(s, previous, tz, updates).await,
+                }
             })
-            .await
+            .await?;
+        self.save_if_due(&key, &built, false);
+        Ok(built)
+    }
+
+    /// The part as saved at `key`'s versions, if it was and this is the process's first
+    /// build of it (`first`); the views it follows are then computed in the background,
+    /// so that the next versions update it from their changes.
+    fn resume<T: SavedPart>(
+        &self,
+        key: String,
+        versions: T::Versions,
+        first: bool,
+        snapshot: &Arc<Snapshot>,
+    ) -> impl Future<Output = Option<T>> + Send + 'static {
+        let saved = self.saved.clone().filter(|_| first);
+        let (tz, snapshot, resumed) = (self.tz, snapshot.clone(), self.resumed.clone());
+        async move {
+            let saved = saved?;
+            let started = std::time::Instant::now();
+            let (s, k) = (saved.clone(), key.clone());
+            let loaded = tokio::task::spawn_blocking(move || {
+                let files = s.read(T::NAME, &k, tz.name())?;
+                files.map(|f| T::from_files(f, versions)).transpose()
+            })
+            .await;
+            match loaded {
+                Ok(Ok(Some(part))) => {
+                    saved.loaded(T::NAME, &key);
+                    resumed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::info!(part = T::NAME, %key, took = ?started.elapsed(), "rollup resumed from saved files");
+                    for name in T::VIEWS {
+                        if let Some(view) = snapshot.view(name).cloned() {
+                            tokio::spawn(async move {
+                                if let Err(e) = view.rows().await {
+                                    tracing::warn!(view = view.name(), "computing the view: {e}");
+                                }
+                            });
+                        }
+                    }
+                    Some(part)
+                }
+                Ok(Ok(None)) => None,
+                Ok(Err(e)) => {
+                    tracing::warn!(
+                        "not resuming the {} rollup, counting it again: {e}",
+                        T::NAME
+                    );
+                    None
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        "not resuming the {} rollup, counting it again: {e}",
+                        T::NAME
+                    );
+                    None
+                }
+            }
+        }
+    }
+
+    /// Save `built` (at `key`'s versions) in the background if it is due.
+    fn save_if_due<T: SavedPart>(
+        &self,
+        key: &str,
+        built: &Arc<T>,
+        forced: bool,
+    ) -> Option<tokio::task::JoinHandle<bool>> {
+        let saved = self.saved.clone()?;
+        if !saved.due(T::NAME, key, forced) {
+            return None;
+        }
+        let (built, key, tz) = (built.clone(), key.to_string(), self.tz);
+        Some(tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
+            let written = built
+                .to_files()
+                .map_err(|e| e.to_string())
+                .and_then(|files| {
+                    saved
+                        .write(T::NAME, &key, tz.name(), files)
+                        .map_err(|e| e.to_string())
+                });
+            match written {
+                Ok(()) => {
+                    tracing::debug!(part = T::NAME, %key, took = ?started.elapsed(), "rollup saved");
+                    saved.finished(T::NAME, Some(&key));
+                    true
+                }
+                Err(e) => {
+                    tracing::warn!("saving the {} rollup: {e}", T::NAME);
+                    saved.finished(T::NAME, None);
+                    false
+                }
+            }
+        }))
+    }
+
+    /// Bring the parts built so far to `snapshot`'s versions and save them now (a server
+    /// stopping); returns how many were saved.
+    pub async fn save(&self, snapshot: &Arc<Snapshot>) -> Result<usize, AnalyticsError> {
+        if self.saved.is_none() {
+            return Ok(0);
+        }
+        let mut saving = Vec::new();
+        if self.participation.latest().is_some() {
+            let key = versions_of(snapshot, &["activity_events", "attendance_events"]);
+            let built = self.participation(snapshot).await?;
+            saving.push(self.save_now(&key, &built).await);
+        }
+        if self.service.latest().is_some() {
+            let key = versions_of(snapshot, &["service_events"]);
+            let built = self.service(snapshot).await?;
+            saving.push(self.save_now(&key, &built).await);
+        }
+        Ok(saving.into_iter().filter(|saved| *saved).count())
+    }
+
+    /// Save `built` once any save of its part under way has ended.
+    async fn save_now<T: SavedPart>(&self, key: &str, built: &Arc<T>) -> bool {
+        for _ in 0..1200 {
+            if let Some(handle) = self.save_if_due(key, built, true) {
+                return handle.await.unwrap_or(false);
+            }
+            if self
+                .saved
+                .as_ref()
+                .is_some_and(|s| s.is_saved(T::NAME, key))
+            {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        false
+    }
+
+    /// How many parts were resumed from saved files rather than counted.
+    pub fn resumed(&self) -> u64 {
+        self.resumed.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     async fn orders(&self, snapshot: &Arc<Snapshot>) -> Result<Arc<Orders>, AnalyticsError> {
@@ -302,7 +468,10 @@ impl Rollups {
 fn versions_of(snapshot: &Snapshot, tables: &[&str]) -> String {
     tables
         .iter()
-        .map(|t| format!("{t}@{:?}", snapshot.versions.get(t).copied().flatten()))
+        .map(|t| match snapshot.versions.get(t).copied().flatten() {
+            Some(v) => format!("{t}={v}"),
+            None => format!("{t}=none"),
+        })
         .collect::<Vec<_>>()
         .join(",")
 }
@@ -375,76 +544,4 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| AnalyticsError::Query(DataFusionError::External(Box::new(e))))?
-}
-
-type Building<T> = Shared<BoxFuture<'static, Result<Arc<T>, Arc<AnalyticsError>>>>;
-
-/// One part: built once per key by whoever asks first, awaited by the others.
-struct Slot<T> {
-    current: Mutex<Option<(String, Building<T>)>>,
-    /// The part built last, which the next version may be updated from.
-    latest: Mutex<Option<Arc<T>>>,
-}
-
-impl<T> Default for Slot<T> {
-    fn default() -> Self {
-        Slot {
-            current: Mutex::new(None),
-            latest: Mutex::new(None),
-        }
-    }
-}
-
-impl<T: Send + Sync + 'static> Slot<T> {
-    fn latest(&self) -> Option<Arc<T>> {
-        self.latest.lock().expect("not poisoned").clone()
-    }
-
-    /// Built once, and not being built now.
-    fn idle_and_built(&self) -> bool {
-        let building = self
-            .current
-            .lock()
-            .expect("not poisoned")
-            .as_ref()
-            .is_some_and(|(_, b)| b.peek().is_none());
-        !building && self.latest().is_some()
-    }
-
-    async fn get<F, Fut>(&self, key: String, build: F) -> Result<Arc<T>, AnalyticsError>
-    where
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<T, AnalyticsError>> + Send + 'static,
-    {
-        let building = {
-            let mut current = self.current.lock().expect("not poisoned");
-            match &*current {
-                Some((k, b)) if *k == key => b.clone(),
-                _ => {
-                    let b: Building<T> = build()
-                        .map(|r| r.map(Arc::new).map_err(Arc::new))
-                        .boxed()
-                        .shared();
-                    *current = Some((key, b.clone()));
-                    b
-                }
-            }
-        };
-        match building.clone().await {
-            Ok(part) => {
-                *self.latest.lock().expect("not poisoned") = Some(part.clone());
-                Ok(part)
-            }
-            Err(e) => {
-                // Forget a failure, so that the next question tries again.
-                let mut current = self.current.lock().expect("not poisoned");
-                if current.as_ref().is_some_and(|(_, b)| b.ptr_eq(&building)) {
-                    *current = None;
-                }
-                Err(AnalyticsError::Query(DataFusionError::Execution(
-                    e.to_string(),
-                )))
-            }
-        }
-    }
 }

@@ -6,12 +6,13 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use arrow::array::RecordBatch;
+use arrow::array::{ArrayRef, Int32Array, Int64Array, RecordBatch, UInt32Array};
 use chrono_tz::Tz;
 use roaring::RoaringBitmap;
 
 use super::days::LocalDays;
 use super::grid::{Grid, OUTSIDE};
+use super::saved::{Files, Loaded, SavedError, ids_file};
 use super::{Interner, PerDay, bool_column, int_column, str_column};
 use crate::error::AnalyticsError;
 use crate::kpi::Kpi;
@@ -213,6 +214,126 @@ impl Participation {
         }
         Ok(Participation {
             ids: self.ids.clone(),
+            days,
+            versions,
+        })
+    }
+
+    /// The rollup as files to save (`saved`): held activities and check-ins per day,
+    /// and the dense ids.
+    pub(super) fn to_files(&self) -> Result<Files, AnalyticsError> {
+        let (mut held, mut visits) = (
+            (vec![], vec![], vec![], vec![]),
+            (vec![], vec![], vec![], vec![], vec![]),
+        );
+        for (day, facts) in self.days.iter() {
+            for &(unit, count, headcount) in &facts.held {
+                held.0.push(day);
+                held.1.push(unit);
+                held.2.push(count);
+                held.3.push(headcount);
+            }
+            for v in &facts.visits {
+                visits.0.push(day);
+                visits.1.push(v.unit);
+                visits.2.push(v.person);
+                visits.3.push(v.all);
+                visits.4.push(v.resident);
+            }
+        }
+        let held = RecordBatch::try_from_iter([
+            ("day", Arc::new(Int32Array::from(held.0)) as ArrayRef),
+            ("unit", Arc::new(UInt32Array::from(held.1))),
+            ("held", Arc::new(Int64Array::from(held.2))),
+            ("headcount", Arc::new(Int64Array::from(held.3))),
+        ])?;
+        let visits = RecordBatch::try_from_iter([
+            ("day", Arc::new(Int32Array::from(visits.0)) as ArrayRef),
+            ("unit", Arc::new(UInt32Array::from(visits.1))),
+            ("person", Arc::new(UInt32Array::from(visits.2))),
+            ("all", Arc::new(Int64Array::from(visits.3))),
+            ("resident", Arc::new(Int64Array::from(visits.4))),
+        ])?;
+        let ids = self.ids.read().expect("not poisoned");
+        Ok(vec![
+            ("held", held),
+            ("visits", visits),
+            ("units", ids_file(ids.units.ids())?),
+            ("persons", ids_file(ids.persons.ids())?),
+        ])
+    }
+
+    /// The rollup saved by `to_files`, at `versions`.
+    pub(super) fn from_files(
+        mut files: Loaded,
+        versions: (Option<u64>, Option<u64>),
+    ) -> Result<Participation, SavedError> {
+        let ids = Ids {
+            units: files.ids("units")?,
+            persons: files.ids("persons")?,
+        };
+        let (units, persons) = (ids.units.len() as i64, ids.persons.len() as i64);
+        let mut days: PerDay<Arc<Day>> = PerDay::default();
+        for batch in files.take("held")? {
+            let column = |i| int_column(&batch, i).map_err(|e| files.invalid(e.to_string()));
+            let (day, unit, held, headcount) = (column(0)?, column(1)?, column(2)?, column(3)?);
+            for i in 0..batch.num_rows() {
+                let (Some(d), Some(u), Some(n), Some(hc)) =
+                    (day.get(i), unit.get(i), held.get(i), headcount.get(i))
+                else {
+                    return Err(files.invalid("a null in held"));
+                };
+                let d = i32::try_from(d).map_err(|_| files.invalid("a day out of range"))?;
+                if !(0..units).contains(&u) || n < 1 {
+                    return Err(files.invalid(format!("held activities of no known unit: {u}")));
+                }
+                let facts = Arc::make_mut(days.get_mut(d));
+                if facts.held.last().is_some_and(|l| l.0 >= u as u32) {
+                    return Err(files.invalid("held activities out of order"));
+                }
+                facts.held.push((u as u32, n, hc));
+            }
+        }
+        for batch in files.take("visits")? {
+            let column = |i| int_column(&batch, i).map_err(|e| files.invalid(e.to_string()));
+            let (day, unit, person) = (column(0)?, column(1)?, column(2)?);
+            let (all, resident) = (column(3)?, column(4)?);
+            for i in 0..batch.num_rows() {
+                let (Some(d), Some(u), Some(p), Some(a), Some(r)) = (
+                    day.get(i),
+                    unit.get(i),
+                    person.get(i),
+                    all.get(i),
+                    resident.get(i),
+                ) else {
+                    return Err(files.invalid("a null in visits"));
+                };
+                let d = i32::try_from(d).map_err(|_| files.invalid("a day out of range"))?;
+                let known_person = p < persons || p == NO_PERSON as i64;
+                if !(0..units).contains(&u) || !known_person || a < 1 {
+                    return Err(
+                        files.invalid(format!("check-ins of no known unit or person: {u}, {p}"))
+                    );
+                }
+                let v = Visits {
+                    unit: u as u32,
+                    person: p as u32,
+                    all: a,
+                    resident: r,
+                };
+                let facts = Arc::make_mut(days.get_mut(d));
+                if facts
+                    .visits
+                    .last()
+                    .is_some_and(|l| (l.unit, l.person) >= (v.unit, v.person))
+                {
+                    return Err(files.invalid("check-ins out of order"));
+                }
+                facts.visits.push(v);
+            }
+        }
+        Ok(Participation {
+            ids: Arc::new(RwLock::new(ids)),
             days,
             versions,
         })

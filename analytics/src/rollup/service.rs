@@ -6,12 +6,13 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use arrow::array::RecordBatch;
+use arrow::array::{ArrayRef, Int32Array, Int64Array, RecordBatch, UInt32Array};
 use chrono_tz::Tz;
 use roaring::RoaringBitmap;
 
 use super::days::LocalDays;
 use super::grid::{Grid, OUTSIDE};
+use super::saved::{Files, Loaded, SavedError, ids_file};
 use super::{Interner, PerDay, int_column, str_column};
 use crate::error::AnalyticsError;
 use crate::kpi::measure::{Key, STAR_MINUTES};
@@ -178,6 +179,90 @@ impl Service {
         Ok(Service {
             crossings: crossings(&days, ids.volunteers.len()),
             ids: self.ids.clone(),
+            days,
+            version,
+        })
+    }
+
+    /// The rollup as files to save (`saved`): entries per day, and the dense ids.
+    pub(super) fn to_files(&self) -> Result<Files, AnalyticsError> {
+        let mut columns = (vec![], vec![], vec![], vec![], vec![]);
+        for (day, entries) in self.days.iter() {
+            for e in entries.iter() {
+                columns.0.push(day);
+                columns.1.push(e.unit);
+                columns.2.push(e.volunteer);
+                columns.3.push(e.minutes);
+                columns.4.push(e.records);
+            }
+        }
+        let entries = RecordBatch::try_from_iter([
+            ("day", Arc::new(Int32Array::from(columns.0)) as ArrayRef),
+            ("unit", Arc::new(UInt32Array::from(columns.1))),
+            ("volunteer", Arc::new(UInt32Array::from(columns.2))),
+            ("minutes", Arc::new(Int64Array::from(columns.3))),
+            ("records", Arc::new(Int64Array::from(columns.4))),
+        ])?;
+        let ids = self.ids.read().expect("not poisoned");
+        Ok(vec![
+            ("entries", entries),
+            ("units", ids_file(ids.units.ids())?),
+            ("volunteers", ids_file(ids.volunteers.ids())?),
+        ])
+    }
+
+    /// The rollup saved by `to_files`, at `version`.
+    pub(super) fn from_files(
+        mut files: Loaded,
+        version: Option<u64>,
+    ) -> Result<Service, SavedError> {
+        let ids = Ids {
+            units: files.ids("units")?,
+            volunteers: files.ids("volunteers")?,
+        };
+        let (units, volunteers) = (ids.units.len() as i64, ids.volunteers.len() as i64);
+        let mut days = PerDay::default();
+        for batch in files.take("entries")? {
+            let column = |i| int_column(&batch, i).map_err(|e| files.invalid(e.to_string()));
+            let (day, unit, volunteer) = (column(0)?, column(1)?, column(2)?);
+            let (minutes, records) = (column(3)?, column(4)?);
+            for i in 0..batch.num_rows() {
+                let (Some(d), Some(u), Some(v), Some(m), Some(r)) = (
+                    day.get(i),
+                    unit.get(i),
+                    volunteer.get(i),
+                    minutes.get(i),
+                    records.get(i),
+                ) else {
+                    return Err(files.invalid("a null in entries"));
+                };
+                let known_volunteer = v < volunteers || v == NO_VOLUNTEER as i64;
+                if !(0..units).contains(&u) || !known_volunteer || r < 1 {
+                    return Err(
+                        files.invalid(format!("an entry of no known unit or volunteer: {u}, {v}"))
+                    );
+                }
+                let entry = Entry {
+                    unit: u as u32,
+                    volunteer: v as u32,
+                    minutes: m,
+                    records: r,
+                };
+                let d = i32::try_from(d).map_err(|_| files.invalid("a day out of range"))?;
+                let entries: &mut Arc<Vec<Entry>> = days.get_mut(d);
+                let entries = Arc::make_mut(entries);
+                if entries
+                    .last()
+                    .is_some_and(|l| (l.unit, l.volunteer) >= (entry.unit, entry.volunteer))
+                {
+                    return Err(files.invalid("entries out of order"));
+                }
+                entries.push(entry);
+            }
+        }
+        Ok(Service {
+            crossings: crossings(&days, ids.volunteers.len()),
+            ids: Arc::new(RwLock::new(ids)),
             days,
             version,
         })

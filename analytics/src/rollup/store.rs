@@ -50,6 +50,15 @@ pub struct PerDay<T> {
     days: Vec<T>,
 }
 
+impl<T> Default for PerDay<T> {
+    fn default() -> Self {
+        PerDay {
+            first: 0,
+            days: Vec::new(),
+        }
+    }
+}
+
 impl<T: Default> PerDay<T> {
     pub fn from_map<U>(map: HashMap<i32, U>, mut finish: impl FnMut(U) -> T) -> Self {
         let (Some(first), Some(last)) = (map.keys().min().copied(), map.keys().max().copied())
