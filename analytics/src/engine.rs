@@ -31,8 +31,8 @@ pub struct Settings {
     pub refresh_every: Duration,
     /// Events ingested more than this many hours after they occurred count as late.
     pub late_after_hours: i64,
-    /// Answers kept in the cache.
-    pub cache_entries: usize,
+    /// Rows of answers kept in the cache (answers of the current versions only).
+    pub cache_rows: usize,
     /// The limits of one KPI question (see `KpiLimits`).
     pub kpi_limits: KpiLimits,
     /// Save the KPI rollups beside the lake (`<lake>/_rollups`) at most this often, and
@@ -68,7 +68,7 @@ impl Default for Settings {
             registration_target: 0.13,
             refresh_every: Duration::from_secs(1),
             late_after_hours: 72,
-            cache_entries: 4096,
+            cache_rows: 500_000,
             kpi_limits: KpiLimits::default(),
             save_rollups_every: None,
         }
@@ -91,9 +91,8 @@ pub struct Analytics {
     /// keep answering from the snapshot they have.
     house: tokio::sync::Mutex<Lakehouse>,
     current: RwLock<Current>,
-    /// (version key, question, scope) → answer. Cleared whole when full: answers are
-    /// cheap to recompute and stale ones never match a new version key anyway.
-    cache: Mutex<HashMap<String, Arc<KpiResponse>>>,
+    /// Answers of one set of versions (see `Answers`).
+    cache: Mutex<Answers>,
     /// The facts KPIs are counted from, per table version.
     rollups: Arc<Rollups>,
 }
@@ -116,7 +115,7 @@ impl Analytics {
                 checked: Instant::now(),
                 refresh_error: None,
             }),
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(Answers::default()),
         })
     }
 
@@ -315,11 +314,12 @@ impl Analytics {
         if exact {
             return Ok(answer);
         }
-        let mut cache = self.cache.lock().expect("not poisoned");
-        if cache.len() >= self.settings.cache_entries {
-            cache.clear();
-        }
-        cache.insert(key, answer.clone());
+        self.cache.lock().expect("not poisoned").insert(
+            snapshot.version_key(),
+            key,
+            answer.clone(),
+            self.settings.cache_rows,
+        );
         Ok(answer)
     }
 
@@ -493,6 +493,38 @@ fn snapshot_id(snapshot: &Snapshot) -> String {
     format!("{:016x}", h.finish())
 }
 
+/// Answers to KPI questions, (version key, question, scope) → answer, for one set of
+/// table versions: an answer of other versions can never be asked for again once a
+/// commit moved them, and a day × unit answer holds tens of thousands of rows, so
+/// keeping old ones (or thousands of new ones) is what made a server answering
+/// questions nobody asked before grow by gigabytes. Cleared when the versions move and
+/// when the rows kept would pass the bound; answers are cheap to count again.
+#[derive(Default)]
+struct Answers {
+    versions: String,
+    answers: HashMap<String, Arc<KpiResponse>>,
+    rows: usize,
+}
+
+impl Answers {
+    fn get(&self, key: &str) -> Option<Arc<KpiResponse>> {
+        self.answers.get(key).cloned()
+    }
+
+    fn insert(&mut self, versions: String, key: String, answer: Arc<KpiResponse>, max_rows: usize) {
+        let rows = answer.rows.len();
+        if self.versions != versions || self.rows + rows > max_rows {
+            self.answers.clear();
+            self.rows = 0;
+            self.versions = versions;
+        }
+        if rows <= max_rows {
+            self.rows += rows;
+            self.answers.insert(key, answer);
+        }
+    }
+}
+
 fn cache_key(snapshot: &Snapshot, req: &KpiRequest, scope: &Scope) -> String {
     format!("{}|{req:?}|{scope}", snapshot.version_key())
 }
@@ -509,4 +541,40 @@ pub struct UnitView {
     pub street_code: String,
     pub open: bool,
     pub residents: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(rows: usize) -> Arc<KpiResponse> {
+        let row = serde_json::json!({"period": "2024-01-01", "area": "u1", "value": 1,
+            "numerator": null, "denominator": null});
+        Arc::new(
+            serde_json::from_value(serde_json::json!({
+                "kpi": "service_hours", "from": "2024-01-01", "to": "2024-01-31",
+                "granularity": "day", "level": "unit", "area": null,
+                "rows": vec![row; rows],
+            }))
+            .unwrap(),
+        )
+    }
+
+    #[test]
+    fn answers_are_kept_for_the_current_versions_and_within_their_rows() {
+        let mut cache = Answers::default();
+        cache.insert("v1".into(), "a".into(), answer(40), 100);
+        cache.insert("v1".into(), "b".into(), answer(50), 100);
+        assert!(cache.get("a").is_some() && cache.get("b").is_some());
+        // Past the bound: the old answers go, the new one stays.
+        cache.insert("v1".into(), "c".into(), answer(20), 100);
+        assert!(cache.get("a").is_none() && cache.get("c").is_some());
+        assert_eq!(cache.rows, 20);
+        // New versions: answers of the old ones can never be asked for again.
+        cache.insert("v2".into(), "d".into(), answer(1), 100);
+        assert!(cache.get("c").is_none() && cache.get("d").is_some());
+        // An answer larger than the bound is not kept at all.
+        cache.insert("v2".into(), "e".into(), answer(101), 100);
+        assert!(cache.get("e").is_none());
+    }
 }
