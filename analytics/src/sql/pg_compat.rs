@@ -12,7 +12,9 @@ use std::sync::{Arc, OnceLock};
 use arrow::array::{Array, ArrayRef, Int32Array, RecordBatch, StringArray, StringBuilder};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use async_trait::async_trait;
-use datafusion::catalog::{SchemaProvider, Session, TableProvider};
+use datafusion::catalog::{
+    CatalogProvider, CatalogProviderList, SchemaProvider, Session, TableProvider,
+};
 use datafusion::datasource::MemTable;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::TableType;
@@ -73,6 +75,31 @@ pub fn install_functions(ctx: &SessionContext) -> Result<(), AnalyticsError> {
 /// Give a session its own `pg_catalog`, describing what the session holds. Its static
 /// tables (types, operators, keywords …, parsed from files built into the library)
 /// are parsed once per process and shared.
+/// A session's catalog list, seen from its own pg_catalog: gone with the session.
+#[derive(Debug)]
+struct WeakCatalogList(std::sync::Weak<dyn CatalogProviderList>);
+
+impl CatalogProviderList for WeakCatalogList {
+    fn register_catalog(
+        &self,
+        name: String,
+        catalog: Arc<dyn CatalogProvider>,
+    ) -> Option<Arc<dyn CatalogProvider>> {
+        self.0.upgrade()?.register_catalog(name, catalog)
+    }
+
+    fn catalog_names(&self) -> Vec<String> {
+        self.0
+            .upgrade()
+            .map(|list| list.catalog_names())
+            .unwrap_or_default()
+    }
+
+    fn catalog(&self, name: &str) -> Option<Arc<dyn CatalogProvider>> {
+        self.0.upgrade()?.catalog(name)
+    }
+}
+
 pub fn install_catalog(ctx: &SessionContext) -> Result<(), AnalyticsError> {
     use datafusion_pg_catalog::pg_catalog::{PgCatalogSchemaProvider, PgCatalogStaticTables};
     static TABLES: OnceLock<std::result::Result<Arc<PgCatalogStaticTables>, String>> =
@@ -85,8 +112,13 @@ pub fn install_catalog(ctx: &SessionContext) -> Result<(), AnalyticsError> {
         })
         .clone()
         .map_err(|e| AnalyticsError::Query(DataFusionError::Internal(e)))?;
+    // The catalog list holds pg_catalog, so pg_catalog holds it weakly: a strong
+    // reference made a cycle that kept every session's tables alive after the session
+    // (each snapshot's computed views among them: gigabytes as commits landed).
+    let list: Arc<dyn CatalogProviderList> =
+        Arc::new(WeakCatalogList(Arc::downgrade(ctx.state().catalog_list())));
     let provider = PgCatalogSchemaProvider::try_new(
-        ctx.state().catalog_list().clone(),
+        list,
         tables,
         datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider,
     )
@@ -579,6 +611,40 @@ mod tests {
 
     use super::*;
     use crate::sql::{SqlLimits, session};
+
+    #[tokio::test]
+    async fn a_session_and_its_tables_are_freed_when_it_ends() {
+        let ctx = session(Arc::new(RuntimeEnv::default()), &SqlLimits::default()).unwrap();
+        let rows: Arc<dyn TableProvider> = Arc::new(
+            MemTable::try_new(
+                Arc::new(Schema::new(vec![Field::new("x", DataType::Int32, true)])),
+                vec![vec![]],
+            )
+            .unwrap(),
+        );
+        ctx.register_table("t", rows.clone()).unwrap();
+        // pg_catalog sees the session's tables while it lives ...
+        assert_eq!(
+            one(
+                &ctx,
+                "SELECT count(*) FROM pg_catalog.pg_class WHERE relname = 't'"
+            )
+            .await,
+            "1"
+        );
+        let list = Arc::downgrade(ctx.state().catalog_list());
+        drop(ctx);
+        // ... and holds nothing of it after: no cycle through its catalog list.
+        assert!(
+            list.upgrade().is_none(),
+            "the session's catalog list outlived it"
+        );
+        assert_eq!(
+            Arc::strong_count(&rows),
+            1,
+            "the session's tables outlived it"
+        );
+    }
 
     fn rewritten(sql: &str) -> String {
         let mut s = Parser::parse_sql(&PostgreSqlDialect {}, sql)
