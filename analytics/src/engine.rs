@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 use chrono_tz::Tz;
 
 use crate::error::AnalyticsError;
-use crate::kpi::{self, KpiInfo, KpiRequest, KpiResponse, Source};
+use crate::kpi::{self, Kpi, KpiInfo, KpiRequest, KpiResponse, Source};
 use crate::lakehouse::{Lakehouse, Snapshot};
 use crate::quality::{self, QualityReport};
 use crate::reference::Reference;
-use crate::rollup::{Rollups, Saved};
+use crate::rollup::{Rollups, Saved, Slot};
 use crate::scope::{Level, Scope};
 use crate::sql::{self, SqlLimits, SqlResult};
 use crate::wall::ScopeUnits;
@@ -77,9 +77,6 @@ impl Default for Settings {
 
 struct Current {
     snapshot: Arc<Snapshot>,
-    /// The reference data, with the versions of the tables it was read from: a commit
-    /// to other tables keeps it.
-    reference: Option<(String, Arc<Reference>)>,
     checked: Instant,
     /// Why the last look for new versions failed (None: it did not).
     refresh_error: Option<String>,
@@ -95,6 +92,13 @@ pub struct Analytics {
     cache: Mutex<Answers>,
     /// The facts KPIs are counted from, per table version.
     rollups: Arc<Rollups>,
+    /// The reference data, by the versions of the tables it is read from (a commit to
+    /// other tables keeps it).
+    references: Arc<Slot<Reference>>,
+    /// The newest snapshot KPI questions were answered from: while the views, rollups
+    /// and reference of a newer one are being brought up to date, questions are answered
+    /// from this one rather than wait (each answer says how far its data reaches).
+    ready: Mutex<Option<Arc<Snapshot>>>,
 }
 
 impl Analytics {
@@ -111,11 +115,12 @@ impl Analytics {
             house: tokio::sync::Mutex::new(house),
             current: RwLock::new(Current {
                 snapshot,
-                reference: None,
                 checked: Instant::now(),
                 refresh_error: None,
             }),
             cache: Mutex::new(Answers::default()),
+            references: Arc::new(Slot::default()),
+            ready: Mutex::new(None),
         })
     }
 
@@ -127,15 +132,23 @@ impl Analytics {
         kpi::catalog::catalog(self.settings.registration_target)
     }
 
-    /// Look for new table versions now.
+    /// Look for new table versions now; returns once the views, rollups and reference
+    /// data in use are up to date with them.
     pub async fn refresh(&self) -> Result<bool, AnalyticsError> {
         let mut house = self.house.lock().await;
-        self.refresh_with(&mut house).await
+        let (changed, warming) = self.refresh_with(&mut house).await?;
+        for warm in warming {
+            let _ = warm.await;
+        }
+        Ok(changed)
     }
 
-    /// Load new versions and publish the new snapshot (its reference data is loaded
-    /// again on first use).
-    async fn refresh_with(&self, house: &mut Lakehouse) -> Result<bool, AnalyticsError> {
+    /// Load new versions and publish the new snapshot; the rollups and reference data
+    /// in use are brought up to date in the background (the tasks returned).
+    async fn refresh_with(
+        &self,
+        house: &mut Lakehouse,
+    ) -> Result<(bool, Vec<tokio::task::JoinHandle<()>>), AnalyticsError> {
         let changed = match house.refresh().await {
             Ok(changed) => changed,
             Err(e) => {
@@ -145,12 +158,21 @@ impl Analytics {
         };
         let mut cur = self.current.write().expect("not poisoned");
         cur.refresh_error = None;
-        if changed {
-            cur.snapshot = house.snapshot();
-            self.rollups.warm(&cur.snapshot);
-        }
         cur.checked = Instant::now();
-        Ok(changed)
+        if !changed {
+            return Ok((false, Vec::new()));
+        }
+        cur.snapshot = house.snapshot();
+        let mut warming = self.rollups.warm(&cur.snapshot);
+        if self.references.latest().is_some() {
+            let (references, snapshot) = (self.references.clone(), cur.snapshot.clone());
+            warming.extend(crate::rollup::started(async move {
+                if let Err(e) = load_reference(&references, &snapshot).await {
+                    tracing::warn!("loading the reference data: {e}");
+                }
+            }));
+        }
+        Ok((true, warming))
     }
 
     /// Load the lake's newest versions, bring the KPI rollups built so far up to them
@@ -187,27 +209,32 @@ impl Analytics {
         Ok(self.current.read().expect("not poisoned").snapshot.clone())
     }
 
-    /// Reference data of `snapshot` (loaded once per snapshot).
+    /// Reference data of `snapshot` (loaded once per version of its tables).
     async fn reference(&self, snapshot: &Arc<Snapshot>) -> Result<Arc<Reference>, AnalyticsError> {
-        let key = format!(
-            "{:?}/{:?}",
-            snapshot.versions.get("unit_events"),
-            snapshot.versions.get("volunteer_events")
-        );
-        {
-            let cur = self.current.read().expect("not poisoned");
-            if let Some((k, r)) = &cur.reference
-                && *k == key
-            {
-                return Ok(r.clone());
-            }
+        load_reference(&self.references, snapshot).await
+    }
+
+    /// The snapshot to answer `kpi` from: the current one, or while what it needs of
+    /// the current one is being brought up to date, the newest one answered from.
+    fn answering(&self, kpi: Kpi, current: Arc<Snapshot>) -> Arc<Snapshot> {
+        let ready = self.ready.lock().expect("not poisoned").clone();
+        let Some(ready) = ready.filter(|r| !Arc::ptr_eq(r, &current)) else {
+            return current;
+        };
+        let reference = |s: &Snapshot| reference_key(s);
+        let ready_at = |s: &Snapshot| {
+            self.references.built(&reference(s)).is_some() && self.rollups.built(kpi, s)
+        };
+        if ready_at(&current) {
+            return current;
         }
-        let loaded = Reference::load(&snapshot.context()).await?;
-        let mut cur = self.current.write().expect("not poisoned");
-        if Arc::ptr_eq(&cur.snapshot, snapshot) {
-            cur.reference = Some((key, loaded.clone()));
+        let coming =
+            self.references.building(&reference(&current)) || self.rollups.building(kpi, &current);
+        if coming && ready_at(&ready) {
+            ready
+        } else {
+            current
         }
-        Ok(loaded)
     }
 
     /// The cached answer to a question, if there is one: checked first (a bad question,
@@ -278,7 +305,12 @@ impl Analytics {
         exact: bool,
     ) -> Result<Arc<KpiResponse>, AnalyticsError> {
         req.validate()?;
-        let snapshot = self.snapshot().await?;
+        let current = self.snapshot().await?;
+        let snapshot = if exact {
+            current.clone()
+        } else {
+            self.answering(req.kpi, current.clone())
+        };
         let key = cache_key(&snapshot, req, scope);
         if !exact && let Some(hit) = self.cache.lock().expect("not poisoned").get(&key) {
             return Ok(hit.clone());
@@ -314,6 +346,11 @@ impl Analytics {
         if exact {
             return Ok(answer);
         }
+        if !Arc::ptr_eq(&snapshot, &current) {
+            // An answer of the version before: not kept (the current one's are soon).
+            return Ok(answer);
+        }
+        *self.ready.lock().expect("not poisoned") = Some(current);
         self.cache.lock().expect("not poisoned").insert(
             snapshot.version_key(),
             key,
@@ -523,6 +560,33 @@ impl Answers {
             self.answers.insert(key, answer);
         }
     }
+}
+
+/// Which versions reference data is read from.
+fn reference_key(snapshot: &Snapshot) -> String {
+    format!(
+        "{:?}/{:?}",
+        snapshot.versions.get("unit_events"),
+        snapshot.versions.get("volunteer_events")
+    )
+}
+
+/// The reference data of `snapshot`: as loaded already, or loaded now (once for all
+/// who ask).
+async fn load_reference(
+    references: &Slot<Reference>,
+    snapshot: &Arc<Snapshot>,
+) -> Result<Arc<Reference>, AnalyticsError> {
+    let key = reference_key(snapshot);
+    if let Some(built) = references.built(&key) {
+        return Ok(built);
+    }
+    let snapshot = snapshot.clone();
+    references
+        .get(key, move || async move {
+            Reference::load(&snapshot.context()).await
+        })
+        .await
 }
 
 fn cache_key(snapshot: &Snapshot, req: &KpiRequest, scope: &Scope) -> String {

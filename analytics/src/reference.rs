@@ -4,7 +4,6 @@
 //! asked per period end in Rust, where "as of" rules are plain code.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Int64Type};
@@ -135,7 +134,7 @@ impl Reference {
         names
     }
 
-    pub async fn load(ctx: &SessionContext) -> Result<Arc<Reference>, AnalyticsError> {
+    pub async fn load(ctx: &SessionContext) -> Result<Reference, AnalyticsError> {
         let mut units = Vec::new();
         let mut unit_index = HashMap::new();
         for batch in collect(
@@ -220,12 +219,12 @@ impl Reference {
                 });
             }
         }
-        Ok(Arc::new(Reference {
+        Ok(Reference {
             area_names: Reference::name_areas(&units),
             units,
             unit_index,
             volunteers,
-        }))
+        })
     }
 }
 

@@ -313,6 +313,57 @@ async fn rollups_saved_beside_the_lake_resume_a_restart_and_follow_later_commits
 }
 
 #[tokio::test]
+async fn while_a_commit_is_taken_in_questions_are_answered_from_the_version_before() {
+    let lines = generated(9);
+    let areas = areas_of(&lines);
+    let chunks: Vec<&[String]> = lines.chunks(lines.len().div_ceil(2)).collect();
+    let mut first = Stream::default();
+    first.lines = chunks[0].to_vec();
+    let (dir, _) = lake_of(&first).await;
+    // Every question looks for new versions first (no interval).
+    let eager = Settings {
+        refresh_every: std::time::Duration::ZERO,
+        ..Settings::default()
+    };
+    let a = Analytics::open(dir.path().join("lake"), eager)
+        .await
+        .unwrap();
+    let mut dice = Dice(0x0bad_cafe_0000_0001);
+    let asked = questions(&mut dice, &areas);
+    let mut before = Vec::new();
+    for (q, scope) in &asked {
+        before.push(a.kpi(q, scope).await.unwrap());
+    }
+    let mut more = Stream::default();
+    more.lines = chunks[1].to_vec();
+    import_more(&dir, &more).await;
+    // Asked at once: each answer is wholly of the version before or wholly of the new
+    // one (never a mix), and says which by the span of data it reports.
+    let mut stale = 0;
+    for ((q, scope), old) in asked.iter().zip(&before) {
+        let now = a.kpi(q, scope).await.unwrap();
+        if now.data_through == old.data_through {
+            assert_eq!(
+                &*now, &**old,
+                "{q:?}: an answer of the version before, changed"
+            );
+            stale += 1;
+        }
+    }
+    assert!(
+        stale > 0,
+        "the first questions after the commit waited for the new version instead"
+    );
+    // Once refreshed (waiting for the rollups), every answer is the new version's, exact.
+    assert!(a.refresh().await.is_ok());
+    same_answers(&a, &mut dice, &areas, "after the commit").await;
+    println!(
+        "{stale} of {} answered from the version before",
+        asked.len()
+    );
+}
+
+#[tokio::test]
 async fn rollups_answer_every_kpi_as_the_reference_computation_does() {
     let lines = generated(11);
     let (stars, late) = stars_and_corrections(&lines);

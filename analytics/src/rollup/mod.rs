@@ -26,7 +26,7 @@ mod orders;
 mod participation;
 mod saved;
 mod service;
-mod slot;
+pub(crate) mod slot;
 mod store;
 
 use std::future::Future;
@@ -48,7 +48,7 @@ pub use participation::Participation;
 pub use saved::Saved;
 use saved::SavedPart;
 pub use service::Service;
-use slot::Slot;
+pub(crate) use slot::Slot;
 use store::{Interner, PerDay};
 
 /// The parts one question reads, at its snapshot's versions.
@@ -221,7 +221,7 @@ impl Rollups {
     /// Bring the parts built so far to `snapshot`'s versions now, in the background, so
     /// that the questions after a commit find them ready (and the service part's chain
     /// of changes is not broken by a version nobody asked about).
-    pub fn warm(self: &Arc<Self>, snapshot: &Arc<Snapshot>) {
+    pub fn warm(self: &Arc<Self>, snapshot: &Arc<Snapshot>) -> Vec<tokio::task::JoinHandle<()>> {
         // A part being built already is left to finish: the next refresh brings it up
         // to date (builds piling up behind a fast stream of commits would hold one
         // version of the views each).
@@ -230,12 +230,13 @@ impl Rollups {
             (Part::Service, self.service.idle_and_built()),
             (Part::Orders, self.orders.idle_and_built()),
         ];
+        let mut warming = Vec::new();
         for (part, warm) in parts {
             if !warm {
                 continue;
             }
             let (this, snapshot) = (self.clone(), snapshot.clone());
-            tokio::spawn(async move {
+            warming.extend(started(async move {
                 let warmed = match part {
                     Part::Participation => this.participation(&snapshot).await.map(drop),
                     Part::Service => this.service(&snapshot).await.map(drop),
@@ -244,7 +245,31 @@ impl Rollups {
                 if let Err(e) = warmed {
                     tracing::warn!("bringing the {part:?} rollup up to date: {e}");
                 }
-            });
+            }));
+        }
+        warming
+    }
+
+    /// Whether the parts `kpi` needs are built at `snapshot`'s versions.
+    pub fn built(&self, kpi: Kpi, snapshot: &Snapshot) -> bool {
+        match part(kpi) {
+            Part::Participation => self
+                .participation
+                .built(&participation_key(snapshot))
+                .is_some(),
+            Part::Service => self.service.built(&service_key(snapshot)).is_some(),
+            Part::Orders => self.orders.built(&orders_key(snapshot)).is_some(),
+            Part::None => true,
+        }
+    }
+
+    /// Whether the parts `kpi` needs are being built at `snapshot`'s versions.
+    pub fn building(&self, kpi: Kpi, snapshot: &Snapshot) -> bool {
+        match part(kpi) {
+            Part::Participation => self.participation.building(&participation_key(snapshot)),
+            Part::Service => self.service.building(&service_key(snapshot)),
+            Part::Orders => self.orders.building(&orders_key(snapshot)),
+            Part::None => false,
         }
     }
 
@@ -252,7 +277,10 @@ impl Rollups {
         &self,
         snapshot: &Arc<Snapshot>,
     ) -> Result<Arc<Participation>, AnalyticsError> {
-        let key = versions_of(snapshot, &["activity_events", "attendance_events"]);
+        let key = participation_key(snapshot);
+        if let Some(built) = self.participation.built(&key) {
+            return Ok(built);
+        }
         let version = |t| snapshot.versions.get(t).copied().flatten();
         let versions = (version("activity_events"), version("attendance_events"));
         let (s, tz, k) = (snapshot.clone(), self.tz, key.clone());
@@ -272,7 +300,10 @@ impl Rollups {
     }
 
     async fn service(&self, snapshot: &Arc<Snapshot>) -> Result<Arc<Service>, AnalyticsError> {
-        let key = versions_of(snapshot, &["service_events"]);
+        let key = service_key(snapshot);
+        if let Some(built) = self.service.built(&key) {
+            return Ok(built);
+        }
         let version = snapshot.versions.get("service_events").copied().flatten();
         let (s, tz) = (snapshot.clone(), self.tz);
         let (previous, updates) = (self.service.latest(), self.updates.clone());
@@ -391,12 +422,12 @@ impl Rollups {
         }
         let mut saving = Vec::new();
         if self.participation.latest().is_some() {
-            let key = versions_of(snapshot, &["activity_events", "attendance_events"]);
+            let key = participation_key(snapshot);
             let built = self.participation(snapshot).await?;
             saving.push(self.save_now(&key, &built).await);
         }
         if self.service.latest().is_some() {
-            let key = versions_of(snapshot, &["service_events"]);
+            let key = service_key(snapshot);
             let built = self.service(snapshot).await?;
             saving.push(self.save_now(&key, &built).await);
         }
@@ -427,15 +458,16 @@ impl Rollups {
     }
 
     async fn orders(&self, snapshot: &Arc<Snapshot>) -> Result<Arc<Orders>, AnalyticsError> {
+        let key = orders_key(snapshot);
+        if let Some(built) = self.orders.built(&key) {
+            return Ok(built);
+        }
         let (s, tz) = (snapshot.clone(), self.tz);
         self.orders
-            .get(
-                versions_of(snapshot, &["order_events"]),
-                move || async move {
-                    let rows = collect(&s.context(), orders::SQL).await?;
-                    Orders::from_batches(&rows, tz)
-                },
-            )
+            .get(key, move || async move {
+                let rows = collect(&s.context(), orders::SQL).await?;
+                Orders::from_batches(&rows, tz)
+            })
             .await
     }
 
@@ -462,6 +494,18 @@ impl Rollups {
             Some((refd.clone(), service.clone(), link.clone()));
         Ok(link)
     }
+}
+
+fn participation_key(snapshot: &Snapshot) -> String {
+    versions_of(snapshot, &["activity_events", "attendance_events"])
+}
+
+fn service_key(snapshot: &Snapshot) -> String {
+    versions_of(snapshot, &["service_events"])
+}
+
+fn orders_key(snapshot: &Snapshot) -> String {
+    versions_of(snapshot, &["order_events"])
 }
 
 /// The versions of `tables` in `snapshot`, as a key.
@@ -535,6 +579,18 @@ async fn service_at(
     let built = blocking(move || Service::from_batches(&rows, tz, version)).await;
     tracing::debug!(?version, ?viewed, took = ?started.elapsed(), "service rollup built");
     built
+}
+
+/// `work` polled once here, so that what it starts is under way (seen as building by
+/// questions asked next) before this returns, then run to its end as a task of its own;
+/// `None` if it ended at once.
+pub(crate) fn started(
+    work: impl Future<Output = ()> + Send + 'static,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let mut work = Box::pin(work);
+    futures::FutureExt::now_or_never(&mut work)
+        .is_none()
+        .then(|| tokio::spawn(work))
 }
 
 /// CPU-bound work off the async workers, so that other requests keep being served.

@@ -14,10 +14,11 @@ use crate::error::AnalyticsError;
 type Building<T> = Shared<BoxFuture<'static, Result<Arc<T>, Arc<AnalyticsError>>>>;
 
 /// One part: built once per key by whoever asks first, awaited by the others.
-pub struct Slot<T> {
+pub(crate) struct Slot<T> {
     current: Mutex<Option<(String, Building<T>)>>,
-    /// The part built last, which the next version may be updated from.
-    latest: Mutex<Option<Arc<T>>>,
+    /// The part built last and its key: the next version may be updated from it, and
+    /// questions may be answered from it while the next is built.
+    latest: Mutex<Option<(String, Arc<T>)>>,
 }
 
 impl<T> Default for Slot<T> {
@@ -31,7 +32,34 @@ impl<T> Default for Slot<T> {
 
 impl<T: Send + Sync + 'static> Slot<T> {
     pub fn latest(&self) -> Option<Arc<T>> {
-        self.latest.lock().expect("not poisoned").clone()
+        self.latest
+            .lock()
+            .expect("not poisoned")
+            .as_ref()
+            .map(|(_, part)| part.clone())
+    }
+
+    /// The part at `key`, if it is built (nothing is started).
+    pub fn built(&self, key: &str) -> Option<Arc<T>> {
+        if let Some((k, b)) = &*self.current.lock().expect("not poisoned")
+            && k == key
+            && let Some(Ok(part)) = b.peek()
+        {
+            return Some(part.clone());
+        }
+        match &*self.latest.lock().expect("not poisoned") {
+            Some((k, part)) if k == key => Some(part.clone()),
+            _ => None,
+        }
+    }
+
+    /// Whether the part at `key` is being built now.
+    pub fn building(&self, key: &str) -> bool {
+        self.current
+            .lock()
+            .expect("not poisoned")
+            .as_ref()
+            .is_some_and(|(k, b)| k == key && b.peek().is_none())
     }
 
     /// Built once, and not being built now.
@@ -50,6 +78,7 @@ impl<T: Send + Sync + 'static> Slot<T> {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, AnalyticsError>> + Send + 'static,
     {
+        let key_of_built = key.clone();
         let building = {
             let mut current = self.current.lock().expect("not poisoned");
             match &*current {
@@ -66,7 +95,7 @@ impl<T: Send + Sync + 'static> Slot<T> {
         };
         match building.clone().await {
             Ok(part) => {
-                *self.latest.lock().expect("not poisoned") = Some(part.clone());
+                *self.latest.lock().expect("not poisoned") = Some((key_of_built, part.clone()));
                 Ok(part)
             }
             Err(e) => {
