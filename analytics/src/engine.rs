@@ -175,6 +175,26 @@ impl Analytics {
         Ok((true, warming))
     }
 
+    /// Build the reference data and every KPI rollup part at the current versions (a
+    /// server starting, in the background): the first questions then do not wait for a
+    /// part to be counted from the whole year. Questions asked meanwhile share the
+    /// builds under way. Returns the time it took.
+    pub async fn prepare(&self) -> Result<std::time::Duration, AnalyticsError> {
+        let started = Instant::now();
+        let snapshot = self.snapshot().await?;
+        self.reference(&snapshot).await?;
+        self.rollups.prepare(&snapshot).await?;
+        Ok(started.elapsed())
+    }
+
+    /// Whether a question on `kpi` would find what it needs at the current versions
+    /// built (no I/O).
+    pub fn prepared(&self, kpi: Kpi) -> bool {
+        let snapshot = self.current.read().expect("not poisoned").snapshot.clone();
+        self.references.built(&reference_key(&snapshot)).is_some()
+            && self.rollups.built(kpi, &snapshot)
+    }
+
     /// Load the lake's newest versions, bring the KPI rollups built so far up to them
     /// and save them beside the lake (a server stopping: the next start resumes from
     /// them). Returns how many parts were saved.

@@ -313,6 +313,43 @@ async fn rollups_saved_beside_the_lake_resume_a_restart_and_follow_later_commits
 }
 
 #[tokio::test]
+async fn a_prepared_start_has_every_part_built_or_resumed_before_the_first_question() {
+    let lines = generated(9);
+    let areas = areas_of(&lines);
+    let mut s = Stream::default();
+    s.lines = lines;
+    let (dir, _) = lake_of(&s).await;
+    let lake = dir.path().join("lake");
+    let saving = Settings {
+        save_rollups_every: Some(std::time::Duration::from_secs(3600)),
+        ..Settings::default()
+    };
+    let a = Analytics::open(&lake, saving.clone()).await.unwrap();
+    assert!(
+        !Kpi::ALL.iter().all(|k| a.prepared(*k)),
+        "nothing is built before a question or prepare"
+    );
+    a.prepare().await.unwrap();
+    for kpi in Kpi::ALL {
+        assert!(a.prepared(*kpi), "{kpi:?} prepared");
+    }
+    assert_eq!(a.rollups_resumed(), 0, "nothing saved yet: counted");
+    let mut dice = Dice(0x5eed_1234_abcd_0009);
+    same_answers(&a, &mut dice, &areas, "prepared").await;
+    assert_eq!(a.save_rollups().await.unwrap(), 2);
+    drop(a);
+
+    // The next start prepares by resuming the saved parts.
+    let b = Analytics::open(&lake, saving).await.unwrap();
+    b.prepare().await.unwrap();
+    assert_eq!(b.rollups_resumed(), 2, "both saved parts resumed");
+    for kpi in Kpi::ALL {
+        assert!(b.prepared(*kpi), "{kpi:?} prepared after a restart");
+    }
+    same_answers(&b, &mut dice, &areas, "prepared from saved parts").await;
+}
+
+#[tokio::test]
 async fn while_a_commit_is_taken_in_questions_are_answered_from_the_version_before() {
     let lines = generated(9);
     let areas = areas_of(&lines);

@@ -116,6 +116,9 @@ pub struct AnalyticsConfig {
     /// Seconds between saves of the KPI rollups beside the lake (and one when the
     /// server stops); 0: never saved, every start counts them from the views.
     pub save_rollups_secs: u64,
+    /// Build every KPI rollup part in the background when the server starts, so that
+    /// the first question on each does not wait for it to be counted.
+    pub prepare_at_start: bool,
 }
 
 impl Default for AnalyticsConfig {
@@ -125,6 +128,7 @@ impl Default for AnalyticsConfig {
             registration_target: 0.13,
             late_after_hours: 72,
             save_rollups_secs: 60,
+            prepare_at_start: true,
         }
     }
 }

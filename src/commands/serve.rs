@@ -232,6 +232,15 @@ fn run(mut config: Config, demo: Option<Demo>) -> anyhow::Result<ExitCode> {
             None => None,
         };
         let analytics = Arc::new(open_analytics(&config).await?);
+        if config.analytics.prepare_at_start {
+            let analytics = analytics.clone();
+            tokio::spawn(async move {
+                match analytics.prepare().await {
+                    Ok(took) => tracing::info!(?took, resumed = analytics.rollups_resumed(), "KPI rollups prepared"),
+                    Err(e) => tracing::warn!("preparing the KPI rollups (questions will build them): {e}"),
+                }
+            });
+        }
         let brokers = (!config.ingest.brokers.trim().is_empty()).then(|| config.ingest.brokers.clone());
         let ingest_metrics = Arc::new(Metrics::default());
         let ingest_thread = if config.ingest.enabled {

@@ -250,6 +250,18 @@ impl Rollups {
         warming
     }
 
+    /// Build every part at `snapshot`'s versions, one after another (a server starting:
+    /// the first question on each part then finds it built or under way instead of
+    /// counting the year while the office waits). One at a time, so that the start
+    /// does not hold every part's views at once; a question on a part not reached yet
+    /// builds it itself, and this then finds it built.
+    pub async fn prepare(&self, snapshot: &Arc<Snapshot>) -> Result<(), AnalyticsError> {
+        self.service(snapshot).await?;
+        self.participation(snapshot).await?;
+        self.orders(snapshot).await?;
+        Ok(())
+    }
+
     /// Whether the parts `kpi` needs are built at `snapshot`'s versions.
     pub fn built(&self, kpi: Kpi, snapshot: &Snapshot) -> bool {
         match part(kpi) {
