@@ -13,8 +13,11 @@ use chrono_tz::Tz;
 use crate::error::AnalyticsError;
 use crate::kpi::{self, Kpi, KpiInfo, KpiRequest, KpiResponse, Source};
 use crate::lakehouse::{Lakehouse, Snapshot};
+use crate::lineage::{At, Lineage, SnapshotId};
+use crate::past::{Past, Pasts};
 use crate::quality::{self, QualityReport};
 use crate::reference::Reference;
+use crate::restatement::{self, Restatement};
 use crate::rollup::{Rollups, Saved, Slot};
 use crate::scope::{Level, Scope};
 use crate::sql::{self, SqlLimits, SqlResult};
@@ -99,6 +102,8 @@ pub struct Analytics {
     /// and reference of a newer one are being brought up to date, questions are answered
     /// from this one rather than wait (each answer says how far its data reaches).
     ready: Mutex<Option<Arc<Snapshot>>>,
+    /// Snapshots of the past asked about (`At`), with rollups of their own.
+    pasts: Pasts,
 }
 
 impl Analytics {
@@ -121,6 +126,7 @@ impl Analytics {
             cache: Mutex::new(Answers::default()),
             references: Arc::new(Slot::default()),
             ready: Mutex::new(None),
+            pasts: Pasts::default(),
         })
     }
 
@@ -305,7 +311,18 @@ impl Analytics {
         req: &KpiRequest,
         scope: &Scope,
     ) -> Result<Arc<KpiResponse>, AnalyticsError> {
-        self.kpi_from(req, scope, false).await
+        self.kpi_from(req, scope, false, &At::Latest).await
+    }
+
+    /// `kpi` asked of the versions `at` names: a snapshot id from an earlier answer's
+    /// lineage gives that answer again, identical.
+    pub async fn kpi_at(
+        &self,
+        req: &KpiRequest,
+        scope: &Scope,
+        at: &At,
+    ) -> Result<Arc<KpiResponse>, AnalyticsError> {
+        self.kpi_from(req, scope, false, at).await
     }
 
     /// Answer a KPI question with the reference computation (SQL over the views, no
@@ -315,7 +332,99 @@ impl Analytics {
         req: &KpiRequest,
         scope: &Scope,
     ) -> Result<Arc<KpiResponse>, AnalyticsError> {
-        self.kpi_from(req, scope, true).await
+        self.kpi_from(req, scope, true, &At::Latest).await
+    }
+
+    /// `kpi_exact` asked of the versions `at` names.
+    pub async fn kpi_exact_at(
+        &self,
+        req: &KpiRequest,
+        scope: &Scope,
+        at: &At,
+    ) -> Result<Arc<KpiResponse>, AnalyticsError> {
+        self.kpi_from(req, scope, true, at).await
+    }
+
+    /// The cells of a question's answer that differ between the snapshots `since` and
+    /// `until` names, each with the new events that explain it (see `restatement`). A
+    /// comparison (`compare`) is not restated: each of its periods is a cell already.
+    pub async fn changes(
+        &self,
+        req: &KpiRequest,
+        scope: &Scope,
+        since: &At,
+        until: &At,
+    ) -> Result<Restatement, AnalyticsError> {
+        let req = KpiRequest {
+            compare: None,
+            ..req.clone()
+        };
+        let old = self.kpi_at(&req, scope, since).await?;
+        let new = self.kpi_at(&req, scope, until).await?;
+        // The snapshots the answers were computed from (the newest may have been
+        // answered from the version before while a commit is counted).
+        let answered = |a: &KpiResponse| {
+            let id = a
+                .lineage
+                .as_ref()
+                .map(|l| l.snapshot.as_str())
+                .unwrap_or("");
+            SnapshotId::parse(id).map(At::Snapshot)
+        };
+        let (since, _) = self
+            .at(&answered(&old).map_err(|e| AnalyticsError::BadRequest(e.to_string()))?)
+            .await?;
+        let (until, past) = self
+            .at(&answered(&new).map_err(|e| AnalyticsError::BadRequest(e.to_string()))?)
+            .await?;
+        let refd = match &past {
+            Some(past) => load_reference(&past.references, &until).await?,
+            None => self.reference(&until).await?,
+        };
+        let work = restatement::restate(
+            &req,
+            scope,
+            &old,
+            &new,
+            &since,
+            &until,
+            &refd,
+            self.settings.tz,
+        );
+        match tokio::time::timeout(self.settings.kpi_limits.timeout, work).await {
+            Ok(restated) => restated,
+            Err(_) => Err(AnalyticsError::Cancelled(format!(
+                "counting the changes took longer than the {} s limit and was stopped: ask \
+                 about a shorter range, a higher level or a smaller area",
+                self.settings.kpi_limits.timeout.as_secs()
+            ))),
+        }
+    }
+
+    /// The snapshot `at` names, and when it is not the current one, the past snapshot
+    /// it is answered from (with rollups and reference data of its own).
+    async fn at(&self, at: &At) -> Result<(Arc<Snapshot>, Option<Arc<Past>>), AnalyticsError> {
+        let current = self.snapshot().await?;
+        let id = match at {
+            At::Latest => return Ok((current, None)),
+            At::Snapshot(id) => id.clone(),
+            At::Instant(t) => self.house.lock().await.id_at(*t).await?,
+        };
+        if id == current.id {
+            return Ok((current, None));
+        }
+        if let Some(past) = self.pasts.get(&id) {
+            return Ok((past.snapshot.clone(), Some(past)));
+        }
+        let snapshot = Arc::new(self.house.lock().await.at(&id).await?);
+        let past = Arc::new(Past::new(snapshot.clone(), self.settings.tz));
+        self.pasts.keep(past.clone());
+        Ok((snapshot, Some(past)))
+    }
+
+    /// The lineage of answers computed from `snapshot`.
+    pub fn lineage(&self, snapshot: &Snapshot) -> Lineage {
+        Lineage::new(&snapshot.commits, &snapshot.id, self.settings.tz.name())
     }
 
     async fn kpi_from(
@@ -323,19 +432,27 @@ impl Analytics {
         req: &KpiRequest,
         scope: &Scope,
         exact: bool,
+        at: &At,
     ) -> Result<Arc<KpiResponse>, AnalyticsError> {
         req.validate()?;
-        let current = self.snapshot().await?;
-        let snapshot = if exact {
+        let (current, past) = self.at(at).await?;
+        let snapshot = if exact || past.is_some() {
             current.clone()
         } else {
             self.answering(req.kpi, current.clone())
         };
+        let cached = !exact && past.is_none();
         let key = cache_key(&snapshot, req, scope);
-        if !exact && let Some(hit) = self.cache.lock().expect("not poisoned").get(&key) {
+        if cached && let Some(hit) = self.cache.lock().expect("not poisoned").get(&key) {
             return Ok(hit.clone());
         }
-        let refd = self.reference(&snapshot).await?;
+        let (rollups, refd) = match &past {
+            Some(past) => (
+                past.rollups.clone(),
+                load_reference(&past.references, &snapshot).await?,
+            ),
+            None => (self.rollups.clone(), self.reference(&snapshot).await?),
+        };
         self.check_size(&refd, req, scope)?;
         let limits = &self.settings.kpi_limits;
         let tz = self.settings.tz;
@@ -344,7 +461,7 @@ impl Analytics {
                 let ctx = snapshot.context_on(snapshot.runtime_with_memory(limits.memory_bytes)?);
                 kpi::answer(Source::Exact(&ctx), &refd, req, scope, tz).await
             } else {
-                let rollup = self.rollups.for_kpi(req.kpi, &snapshot, &refd).await?;
+                let rollup = rollups.for_kpi(req.kpi, &snapshot, &refd).await?;
                 kpi::answer(Source::Rollup(&rollup), &refd, req, scope, tz).await
             }
         };
@@ -353,6 +470,7 @@ impl Analytics {
                 let mut answer = answer.map_err(crate::sql::limit_error)?;
                 answer.data_from = snapshot.span.data_from;
                 answer.data_through = snapshot.span.data_through;
+                answer.lineage = Some(self.lineage(&snapshot));
                 Arc::new(answer)
             }
             Err(_) => {
@@ -363,7 +481,7 @@ impl Analytics {
                 )));
             }
         };
-        if exact {
+        if !cached {
             return Ok(answer);
         }
         if !Arc::ptr_eq(&snapshot, &current) {
@@ -421,9 +539,22 @@ impl Analytics {
         scope: &Scope,
         limits: &SqlLimits,
     ) -> Result<SqlResult, AnalyticsError> {
+        self.sql_at(query, scope, limits, &At::Latest).await
+    }
+
+    /// `sql` over the versions `at` names; the result carries their lineage.
+    pub async fn sql_at(
+        &self,
+        query: &str,
+        scope: &Scope,
+        limits: &SqlLimits,
+        at: &At,
+    ) -> Result<SqlResult, AnalyticsError> {
         let statement = sql::check_read_only(query)?;
-        let ctx = self.sql_session(scope, limits).await?;
-        sql::run_checked(&ctx, statement, limits).await
+        let (ctx, lineage) = self.sql_session_at(scope, limits, at).await?;
+        let mut result = sql::run_checked(&ctx, statement, limits).await?;
+        result.lineage = Some(lineage);
+        Ok(result)
     }
 
     /// An analyst's session over the lake's current snapshot, restricted to `scope`,
@@ -435,12 +566,25 @@ impl Analytics {
         scope: &Scope,
         limits: &SqlLimits,
     ) -> Result<datafusion::prelude::SessionContext, AnalyticsError> {
-        let snapshot = self.snapshot().await?;
-        let units = self.scope_units(&snapshot, scope).await?;
+        Ok(self.sql_session_at(scope, limits, &At::Latest).await?.0)
+    }
+
+    /// `sql_session` over the versions `at` names, and their lineage. The wall is of
+    /// the current units: a unit of the past is still a unit now (events are never
+    /// taken back), so the scope's units now include all it had then.
+    pub async fn sql_session_at(
+        &self,
+        scope: &Scope,
+        limits: &SqlLimits,
+        at: &At,
+    ) -> Result<(datafusion::prelude::SessionContext, Lineage), AnalyticsError> {
+        let current = self.snapshot().await?;
+        let units = self.scope_units(&current, scope).await?;
+        let (snapshot, _) = self.at(at).await?;
         let ctx = sql::session(snapshot.runtime_with_memory(limits.memory_bytes)?, limits)?;
         snapshot.publish_into(&ctx, units).await?;
         sql::add_local_dates(&ctx, self.settings.tz.name()).await?;
-        Ok(ctx)
+        Ok((ctx, self.lineage(&snapshot)))
     }
 
     /// The units of `scope` for the wall (`None`: the city, no wall needed).

@@ -17,6 +17,9 @@ pub enum AnalyticsError {
     NotFound(String),
     #[error(transparent)]
     Lake(#[from] crate::lakehouse::LakehouseError),
+    /// A question about the past the lake cannot answer (no such version, data vacuumed).
+    #[error(transparent)]
+    History(#[from] crate::history::HistoryError),
     #[error("query failed: {0}")]
     Query(#[from] datafusion::error::DataFusionError),
     #[error("query failed: {0}")]

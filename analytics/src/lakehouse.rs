@@ -23,6 +23,9 @@ use deltalake::DeltaTable;
 use wenming_schemas::Family;
 use wenming_schemas::lake::table_schema;
 
+use chrono::{DateTime, Utc};
+
+use crate::lineage::{SnapshotId, TableVersion, commit_millis};
 use crate::materialized::{Materialized, Update};
 use crate::views;
 use crate::wall::{ScopeUnits, ScopedTable};
@@ -57,12 +60,15 @@ pub struct Span {
 }
 
 impl Span {
-    fn of(root: &Path, deltas: &BTreeMap<&'static str, DeltaTable>) -> Span {
+    fn of(
+        deltas: &BTreeMap<&'static str, DeltaTable>,
+        commits: &BTreeMap<&'static str, TableVersion>,
+    ) -> Span {
         use arrow::array::{Array, AsArray};
         use arrow::datatypes::TimestampMicrosecondType;
         let mut span = Span::default();
         let at = |us: i64| chrono::DateTime::from_timestamp_micros(us);
-        for (name, table) in deltas {
+        for table in deltas.values() {
             let Ok(state) = table.snapshot() else {
                 continue;
             };
@@ -97,20 +103,8 @@ impl Span {
                     }
                 }
             }
-            // The commit file's time: the log is local (object stores: not yet).
-            if let Some(v) = table.version() {
-                let file = root
-                    .join(name)
-                    .join("_delta_log")
-                    .join(format!("{v:020}.json"));
-                if let Ok(modified) = std::fs::metadata(file).and_then(|m| m.modified()) {
-                    let t = chrono::DateTime::<chrono::Utc>::from(modified);
-                    if span.last_commit_at.is_none_or(|l| t > l) {
-                        span.last_commit_at = Some(t);
-                    }
-                }
-            }
         }
+        span.last_commit_at = commits.values().map(|c| c.committed_at).max();
         span
     }
 }
@@ -126,6 +120,10 @@ pub struct Snapshot {
     pub deltas: BTreeMap<&'static str, DeltaTable>,
     /// The events' span in time and the latest commit's.
     pub span: Span,
+    /// The snapshot's id (its versions), and each written table's version and commit
+    /// time: an answer's lineage.
+    pub id: SnapshotId,
+    pub commits: BTreeMap<&'static str, TableVersion>,
     /// The current-state views, each with the version of the raw table it reads.
     views: BTreeMap<&'static str, (Option<u64>, Arc<Materialized>)>,
     runtime: Arc<RuntimeEnv>,
@@ -138,6 +136,8 @@ pub struct Lakehouse {
     runtime: Arc<RuntimeEnv>,
     deltas: BTreeMap<&'static str, DeltaTable>,
     current: Arc<Snapshot>,
+    /// Commit times read from the log, by table and version (a version never changes).
+    commit_times: std::sync::Mutex<std::collections::HashMap<(&'static str, u64), DateTime<Utc>>>,
 }
 
 impl Lakehouse {
@@ -168,10 +168,13 @@ impl Lakehouse {
                 tables: BTreeMap::new(),
                 deltas: BTreeMap::new(),
                 span: Span::default(),
+                id: SnapshotId::of(&BTreeMap::new()),
+                commits: BTreeMap::new(),
                 views: BTreeMap::new(),
                 runtime,
                 root: PathBuf::new(),
             }),
+            commit_times: Default::default(),
         };
         house.refresh().await?;
         Ok(house)
@@ -229,12 +232,19 @@ impl Lakehouse {
             for (_, view) in self.current.views.values() {
                 view.settled().await;
             }
-            self.current = Arc::new(self.build_snapshot().await?);
+            let previous = self.current.clone();
+            self.current = Arc::new(self.build_snapshot(&self.deltas, Some(&previous)).await?);
         }
         Ok(changed)
     }
 
-    async fn build_snapshot(&self) -> Result<Snapshot, LakehouseError> {
+    /// The snapshot of `deltas` (loaded at the versions wanted); each view an update of
+    /// `previous`'s where that applies, else computed whole when first used.
+    pub(crate) async fn build_snapshot(
+        &self,
+        deltas: &BTreeMap<&'static str, DeltaTable>,
+        previous: Option<&Snapshot>,
+    ) -> Result<Snapshot, LakehouseError> {
         let ctx = SessionContext::new_with_config_rt(SessionConfig::new(), self.runtime.clone());
         let mut versions = BTreeMap::new();
         let mut tables: BTreeMap<&'static str, Arc<dyn TableProvider>> = BTreeMap::new();
@@ -244,7 +254,7 @@ impl Lakehouse {
                 table: name,
                 source,
             };
-            let provider: Arc<dyn TableProvider> = match self.deltas.get(name) {
+            let provider: Arc<dyn TableProvider> = match deltas.get(name) {
                 Some(table) => {
                     table
                         .update_datafusion_session(&ctx.state())
@@ -269,14 +279,22 @@ impl Lakehouse {
         // A view whose raw table kept its version is carried over as it is (computed
         // or not); the others are planned again over the new version.
         let mut materialized = BTreeMap::new();
+        let previous_files = |table: &str| previous.map(|p| p.files(table)).unwrap_or_default();
         for view in views::VIEWS {
             let version = versions.get(view.reads).copied().flatten();
-            let previous = self.current.views.get(view.name);
+            let previous = previous.and_then(|p| p.views.get(view.name));
             let incremental = match previous {
                 // An update that cannot be planned is no reason to fail the refresh:
                 // the view is then computed whole.
                 Some((Some(v), m)) if Some(*v) != version => self
-                    .incremental(view, m, &tables, (Some(*v), version))
+                    .incremental(
+                        view,
+                        m,
+                        &tables,
+                        deltas,
+                        previous_files(view.reads),
+                        (Some(*v), version),
+                    )
                     .await
                     .unwrap_or_else(|e| {
                         tracing::warn!(view = view.name, "computing the view whole: {e}");
@@ -325,11 +343,26 @@ impl Lakehouse {
             tables.insert(view.name, provider.clone() as Arc<dyn TableProvider>);
             materialized.insert(view.name, (version, provider));
         }
+        let mut commits = BTreeMap::new();
+        for (name, table) in deltas {
+            if let Some(version) = table.version() {
+                let committed_at = self.commit_time(name, table, version).await?;
+                commits.insert(
+                    *name,
+                    TableVersion {
+                        version,
+                        committed_at,
+                    },
+                );
+            }
+        }
         Ok(Snapshot {
+            id: SnapshotId::of(&versions),
             versions,
             tables,
-            span: Span::of(&self.root, &self.deltas),
-            deltas: self.deltas.clone(),
+            span: Span::of(deltas, &commits),
+            commits,
+            deltas: deltas.clone(),
             views: materialized,
             runtime: self.runtime.clone(),
             root: self.root.clone(),
@@ -338,6 +371,46 @@ impl Lakehouse {
 }
 
 impl Lakehouse {
+    /// When `version` of `table` was committed, as its commit entry says.
+    pub(crate) async fn commit_time(
+        &self,
+        name: &'static str,
+        table: &DeltaTable,
+        version: u64,
+    ) -> Result<DateTime<Utc>, LakehouseError> {
+        if let Some(t) = self
+            .commit_times
+            .lock()
+            .expect("not poisoned")
+            .get(&(name, version))
+        {
+            return Ok(*t);
+        }
+        let delta = |source| LakehouseError::Delta {
+            table: name,
+            source,
+        };
+        let entry = table
+            .log_store()
+            .read_commit_entry(version)
+            .await
+            .map_err(delta)?;
+        let t = entry
+            .as_deref()
+            .and_then(commit_millis)
+            .and_then(DateTime::<Utc>::from_timestamp_millis)
+            .ok_or_else(|| {
+                delta(deltalake::DeltaTableError::Generic(format!(
+                    "version {version} has no commit entry with a commit time in its log"
+                )))
+            })?;
+        self.commit_times
+            .lock()
+            .expect("not poisoned")
+            .insert((name, version), t);
+        Ok(t)
+    }
+
     /// The plan of `view` at the raw table's new version from its rows at the previous
     /// one: the rows of entities the new files do not name, kept, and the rows of those
     /// they name, derived again from all their events (old and new). `None` when that
@@ -348,17 +421,17 @@ impl Lakehouse {
         view: &views::View,
         previous: &Materialized,
         tables: &BTreeMap<&'static str, Arc<dyn TableProvider>>,
+        deltas: &BTreeMap<&'static str, DeltaTable>,
+        previous_files: Vec<String>,
         versions: (Option<u64>, Option<u64>),
     ) -> datafusion::error::Result<Option<Update>> {
         let (Some(key), Some(old_rows)) = (view.key, previous.computed_rows()) else {
             return Ok(None);
         };
-        let (Some(table), Some(events)) = (self.deltas.get(view.reads), tables.get(view.reads))
-        else {
+        let (Some(table), Some(events)) = (deltas.get(view.reads), tables.get(view.reads)) else {
             return Ok(None);
         };
-        let before: std::collections::HashSet<String> =
-            self.current.files(view.reads).into_iter().collect();
+        let before: std::collections::HashSet<String> = previous_files.into_iter().collect();
         let now: Vec<String> = match table.get_file_uris() {
             Ok(files) => files.collect(),
             Err(_) => return Ok(None),
@@ -432,6 +505,11 @@ impl Snapshot {
     /// The lake's root directory.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The runtime its tables are read with (the lake's object stores, the engine's pool).
+    pub fn runtime(&self) -> Arc<RuntimeEnv> {
+        self.runtime.clone()
     }
 
     /// A fresh session over this snapshot's tables. Each query gets its own, so that

@@ -11,18 +11,6 @@ use serde_json::{Value, json};
 use wenming_analytics::{Analytics, Compare, Granularity, Kpi, KpiRequest, Level, Scope, Settings};
 
 /// The generated stream's lines, in arrival order.
-fn generated(seed: u64) -> Vec<String> {
-    let mut options = wenming_synth::Options::new(wenming_synth::Scale::Tiny, seed);
-    options.duplicate_rate = 0.02;
-    let mut bytes = Vec::new();
-    wenming_synth::generate(&options, &mut bytes, |_| {}).unwrap();
-    String::from_utf8(bytes)
-        .unwrap()
-        .lines()
-        .map(str::to_string)
-        .collect()
-}
-
 /// The first event of `ty` in `lines` and its data.
 fn first_of(lines: &[String], ty: &str, skip: usize) -> Value {
     lines

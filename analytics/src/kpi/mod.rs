@@ -141,6 +141,9 @@ pub struct KpiResponse {
     #[serde(default)]
     pub data_through: Option<chrono::DateTime<chrono::Utc>>,
     pub rows: Vec<Row>,
+    /// The snapshot the answer was computed from (see `crate::lineage`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lineage: Option<crate::lineage::Lineage>,
 }
 
 /// Where a question's facts are counted from.
@@ -217,6 +220,7 @@ pub async fn answer(
         data_from: None,
         data_through: None,
         rows,
+        lineage: None,
     })
 }
 

@@ -86,6 +86,16 @@ fn part(kpi: Kpi) -> Part {
     }
 }
 
+/// The raw tables (besides the reference data's) a KPI's facts are counted from.
+pub fn tables_of(kpi: Kpi) -> &'static [&'static str] {
+    match part(kpi) {
+        Part::Participation => &["activity_events", "attendance_events"],
+        Part::Service => &["service_events"],
+        Part::Orders => &["order_events"],
+        Part::None => &[],
+    }
+}
+
 impl Rollup {
     /// Count a KPI's facts per (period, area) of `frame`, as `kpi::measure` does.
     pub fn measure(&self, kpi: Kpi, frame: &Frame<'_>) -> Result<Cells, AnalyticsError> {

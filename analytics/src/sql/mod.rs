@@ -99,6 +99,8 @@ pub struct SqlResult {
     pub schema: SchemaRef,
     pub batches: Vec<RecordBatch>,
     pub truncated: Option<Truncated>,
+    /// The snapshot the query read (set by `Analytics::sql_at`).
+    pub lineage: Option<crate::lineage::Lineage>,
 }
 
 impl SqlResult {
@@ -250,6 +252,7 @@ pub async fn run_checked(
             schema,
             batches,
             truncated,
+            lineage: None,
         })
     };
     match tokio::time::timeout(limits.timeout, work).await {

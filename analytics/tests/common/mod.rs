@@ -165,6 +165,28 @@ pub async fn import_more(dir: &tempfile::TempDir, stream: &Stream) {
     import_into(dir, "more.ndjson", stream, 0).await;
 }
 
+/// A generated tiny-scale year (`wenming generate`), 2 % of its events re-sent.
+pub fn generated(seed: u64) -> Vec<String> {
+    let mut options = wenming_synth::Options::new(wenming_synth::Scale::Tiny, seed);
+    options.duplicate_rate = 0.02;
+    let mut bytes = Vec::new();
+    wenming_synth::generate(&options, &mut bytes, |_| {}).unwrap();
+    String::from_utf8(bytes)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// The single count a `SELECT count(*) …` answered.
+pub fn count_of(result: &wenming_analytics::sql::SqlResult) -> i64 {
+    use arrow::array::AsArray;
+    result.batches[0]
+        .column(0)
+        .as_primitive::<arrow::datatypes::Int64Type>()
+        .value(0)
+}
+
 pub fn d(s: &str) -> NaiveDate {
     s.parse().unwrap()
 }
