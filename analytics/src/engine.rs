@@ -413,10 +413,15 @@ impl Analytics {
         if id == current.id {
             return Ok((current, None));
         }
+        let house = self.house.lock().await;
         if let Some(past) = self.pasts.get(&id) {
-            return Ok((past.snapshot.clone(), Some(past)));
+            if house.intact(&past.snapshot).await {
+                return Ok((past.snapshot.clone(), Some(past)));
+            }
+            self.pasts.forget(&id);
         }
-        let snapshot = Arc::new(self.house.lock().await.at(&id).await?);
+        let snapshot = Arc::new(house.at(&id).await?);
+        drop(house);
         let past = Arc::new(Past::new(snapshot.clone(), self.settings.tz));
         self.pasts.keep(past.clone());
         Ok((snapshot, Some(past)))
@@ -436,7 +441,8 @@ impl Analytics {
     ) -> Result<Arc<KpiResponse>, AnalyticsError> {
         req.validate()?;
         let (current, past) = self.at(at).await?;
-        let snapshot = if exact || past.is_some() {
+        // Asked of named versions (`at` not the newest), it is answered from those.
+        let snapshot = if exact || *at != At::Latest {
             current.clone()
         } else {
             self.answering(req.kpi, current.clone())

@@ -19,9 +19,15 @@ pub enum AnalyticsError {
     Lake(#[from] crate::lakehouse::LakehouseError),
     /// A question about the past the lake cannot answer (no such version, data vacuumed).
     #[error(transparent)]
-    History(#[from] crate::history::HistoryError),
+    History(Box<crate::history::HistoryError>),
     #[error("query failed: {0}")]
     Query(#[from] datafusion::error::DataFusionError),
     #[error("query failed: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
+}
+
+impl From<crate::history::HistoryError> for AnalyticsError {
+    fn from(e: crate::history::HistoryError) -> Self {
+        AnalyticsError::History(Box::new(e))
+    }
 }

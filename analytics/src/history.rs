@@ -153,24 +153,25 @@ impl Lakehouse {
         lo
     }
 
+    /// Whether every file of `snapshot` still exists (a past snapshot kept in memory is
+    /// not answered from once vacuum deleted its files: a question about that time gets
+    /// the same refusal from every server, whatever it happens to hold).
+    pub async fn intact(&self, snapshot: &Snapshot) -> bool {
+        for table in snapshot.deltas.values() {
+            if !files_exist(table).await {
+                return false;
+            }
+        }
+        true
+    }
+
     /// `table` loaded at `version`, if its log entry and every file of it still exist.
     async fn table_at(&self, table: &'static str, version: u64) -> Option<DeltaTable> {
         let url = deltalake::ensure_table_uri(self.root().join(table).to_string_lossy()).ok()?;
         let loaded = deltalake::open_table_with_version(url, version)
             .await
             .ok()?;
-        let store = loaded.object_store();
-        let files: Vec<_> = loaded
-            .snapshot()
-            .ok()?
-            .log_data()
-            .into_iter()
-            .map(|add| add.object_store_path())
-            .collect();
-        for path in files {
-            store.head(&path).await.ok()?;
-        }
-        Some(loaded)
+        files_exist(&loaded).await.then_some(loaded)
     }
 
     /// The refusal for a question about data no longer in the lake: names the oldest
@@ -212,4 +213,23 @@ impl Lakehouse {
             },
         })
     }
+}
+
+/// Whether every file of the loaded version of `table` is in its store.
+async fn files_exist(table: &DeltaTable) -> bool {
+    let Ok(state) = table.snapshot() else {
+        return false;
+    };
+    let store = table.object_store();
+    let files: Vec<_> = state
+        .log_data()
+        .into_iter()
+        .map(|add| add.object_store_path())
+        .collect();
+    for path in files {
+        if store.head(&path).await.is_err() {
+            return false;
+        }
+    }
+    true
 }

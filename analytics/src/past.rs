@@ -47,6 +47,13 @@ impl Pasts {
         Some(past)
     }
 
+    pub fn forget(&self, id: &SnapshotId) {
+        self.kept
+            .lock()
+            .expect("not poisoned")
+            .retain(|p| &p.snapshot.id != id);
+    }
+
     pub fn keep(&self, past: Arc<Past>) {
         let mut kept = self.kept.lock().expect("not poisoned");
         kept.retain(|p| p.snapshot.id != past.snapshot.id);

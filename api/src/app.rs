@@ -83,6 +83,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/openapi.json", get(routes::openapi::openapi))
         .route("/v1/kpis", get(routes::kpis::catalog))
         .route("/v1/kpis/{name}", get(routes::kpis::kpi))
+        .route("/v1/kpis/{name}/changes", get(routes::kpis::changes))
         .route("/v1/units", get(routes::kpis::units))
         .route("/v1/quality", get(routes::kpis::quality))
         .route("/v1/sql", post(routes::sql::sql))

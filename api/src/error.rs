@@ -33,6 +33,8 @@ impl ApiError {
     }
 }
 
+use wenming_analytics::history::HistoryError;
+
 impl From<AnalyticsError> for ApiError {
     fn from(e: AnalyticsError) -> ApiError {
         match e {
@@ -41,6 +43,16 @@ impl From<AnalyticsError> for ApiError {
             AnalyticsError::Cancelled(m) => ApiError::new(StatusCode::REQUEST_TIMEOUT, m),
             AnalyticsError::Limit(m) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, m),
             AnalyticsError::NotFound(m) => ApiError::not_found(m),
+            AnalyticsError::History(h) => match *h {
+                // The data of that time is no longer in the lake.
+                gone @ HistoryError::Gone { .. } => {
+                    ApiError::new(StatusCode::GONE, gone.to_string())
+                }
+                refused @ (HistoryError::NoSuchVersion { .. } | HistoryError::Future(_)) => {
+                    ApiError::bad_request(refused.to_string())
+                }
+                HistoryError::Lake(e) => AnalyticsError::Lake(e).into(),
+            },
             other => {
                 tracing::error!(error = %other, request_id = %request_id(), "query failed");
                 ApiError::new(

@@ -19,6 +19,7 @@ use chrono::{Datelike, Months, NaiveDate};
 use chrono_tz::Tz;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use wenming_analytics::lineage::{At, Lineage, SnapshotId};
 use wenming_analytics::{Analytics, Granularity, Kpi, KpiRequest, KpiResponse, Level, Num, Scope};
 
 use crate::config::ExportConfig;
@@ -82,6 +83,9 @@ pub struct Manifest {
     /// its files say so (`no_data_yet`) rather than passing zeros off as figures.
     pub data_through: Option<chrono::DateTime<chrono::Utc>>,
     pub no_data_yet: bool,
+    /// The snapshot every answer of the run was computed from: re-run with it
+    /// (`--snapshot`, `?snapshot=`), the export writes files of the same SHA-256.
+    pub lineage: Lineage,
     pub generated_at: String,
 }
 
@@ -180,6 +184,7 @@ impl Exports {
         name: &str,
         period: &str,
         caller: &Scope,
+        at: &At,
     ) -> Result<Manifest, ExportError> {
         let (export, scope) = self.get(name, caller)?;
         let (from, to) = period_range(period)?;
@@ -192,6 +197,12 @@ impl Exports {
             .or_default()
             .clone();
         let _one_at_a_time = lock.lock().await;
+        // Every answer of one run from one snapshot: the newest is pinned first, so
+        // that a commit landing meanwhile does not mix versions in one export.
+        let at = match at {
+            At::Latest => At::Snapshot(self.analytics.snapshot().await?.id.clone()),
+            other => other.clone(),
+        };
         let mut answers: Vec<(Kpi, Arc<KpiResponse>)> = Vec::new();
         for kpi in &export.kpis {
             let req = KpiRequest {
@@ -204,10 +215,24 @@ impl Exports {
                 compare: None,
                 top: None,
             };
-            answers.push((*kpi, self.analytics.kpi(&req, &scope).await?));
+            answers.push((*kpi, self.analytics.kpi_at(&req, &scope, &at).await?));
         }
-        let versions = self.analytics.versions().await?;
-        let data_through = self.analytics.freshness().await?.span.data_through;
+        let lineage = answers
+            .first()
+            .and_then(|(_, a)| a.lineage.clone())
+            .ok_or_else(|| ExportError::Config {
+                name: export.name.clone(),
+                message: "an export names at least one KPI".into(),
+            })?;
+        let versions: BTreeMap<String, Option<u64>> = SnapshotId::parse(&lineage.snapshot)
+            .map(|id| {
+                id.versions()
+                    .into_iter()
+                    .map(|(t, v)| (t.to_string(), v))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let data_through = answers.first().and_then(|(_, a)| a.data_through);
         std::fs::create_dir_all(&dir).map_err(|e| write_err(&dir, e))?;
         let mut files = Vec::new();
         for format in &export.formats {
@@ -249,12 +274,10 @@ impl Exports {
             scope: scope.to_string(),
             kpis: export.kpis.iter().map(|k| k.name().to_string()).collect(),
             files,
-            table_versions: versions
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v))
-                .collect(),
+            table_versions: versions,
             no_data_yet: starts_after(from, data_through),
             data_through,
+            lineage,
             generated_at: chrono::Utc::now().to_rfc3339(),
         };
         let json = serde_json::to_vec_pretty(&manifest).expect("a manifest serialises");
@@ -336,7 +359,10 @@ impl Exports {
                     }
                     continue;
                 }
-                match self.run(&export.name, &period, &export.scope).await {
+                match self
+                    .run(&export.name, &period, &export.scope, &At::Latest)
+                    .await
+                {
                     Ok(m) => {
                         tracing::info!(export = %export.name, period = %period, files = m.files.len(), "export written");
                         if let Err(e) = std::fs::write(&marker, fired.timestamp().to_string()) {
@@ -551,6 +577,18 @@ fn csv(answers: &[(Kpi, Arc<KpiResponse>)]) -> Result<(Vec<u8>, usize), String> 
 pub(crate) fn xlsx(answers: &[(Kpi, Arc<KpiResponse>)]) -> Result<(Vec<u8>, usize), String> {
     use rust_xlsxwriter::{Format, Workbook};
     let mut book = Workbook::new();
+    // The workbook's creation time is the snapshot's last commit, not the clock: the
+    // same answers make the same bytes (an export re-run from its snapshot has the
+    // SHA-256 of the first run).
+    let committed = answers
+        .iter()
+        .filter_map(|(_, a)| a.lineage.as_ref())
+        .flat_map(|l| l.tables.values().map(|t| t.committed_at))
+        .max()
+        .unwrap_or_default();
+    let created = rust_xlsxwriter::ExcelDateTime::from_timestamp(committed.timestamp())
+        .map_err(|e| e.to_string())?;
+    book.set_properties(&rust_xlsxwriter::DocProperties::new().set_creation_datetime(&created));
     let mut total = 0;
     let bold = Format::new().set_bold();
     for (kpi, a) in answers {

@@ -23,6 +23,7 @@ const WORDS = {
     mom: "环比", yoy: "同比", target: "目标", smallBase: "基数过小", noData: "暂无数据",
     noDataYet: "该周期尚无数据（数据截至 {d}）", dataThrough: "数据截至", lastCommit: "最近入湖",
     downloadXlsx: "下载 XLSX", downloadCsv: "下载 CSV", downloadPng: "下载图片",
+    snapshot: "数据快照", catalog: "指标口径",
     table: "数据表", value: "数值", rankCol: "排名", sleeping: "沉睡站点（近30天无活动）",
     noService: "无服务记录", activities30: "近30天活动", hours30: "近30天服务时长（小时）",
     all: "全部", back: "返回", stars: "星级志愿者", ranking: "时尚达人（服务时长）",
@@ -47,6 +48,7 @@ const WORDS = {
     smallBase: "base too small", noData: "No data", noDataYet: "No data yet for this period (data through {d})",
     dataThrough: "Data through", lastCommit: "Last commit", downloadXlsx: "Download XLSX",
     downloadCsv: "Download CSV", downloadPng: "Download PNG", table: "Data table",
+    snapshot: "Snapshot", catalog: "KPI catalog",
     value: "Value", rankCol: "Rank", sleeping: "Sleeping stations (no activity in 30 days)",
     noService: "No service records", activities30: "Activities, last 30 days",
     hours30: "Service hours, last 30 days", all: "All", back: "Back", stars: "Star volunteers",
@@ -241,10 +243,26 @@ function pngButton(c, name) {
     },
   });
 }
-function downloads(kpi, q) {
+/// Download links of an answer, pinned to the snapshot it was computed from (the file
+/// holds the figures on screen even after new data lands), and where those came from.
+function downloads(kpi, q, a) {
+  const snapshot = a?.lineage?.snapshot;
+  const pinned = snapshot ? { snapshot } : {};
   return el("span", { class: "downloads" },
-    el("a", { class: "plain", href: kpiUrl(kpi, q, { format: "xlsx" }), download: true, text: w("downloadXlsx") }), " ",
-    el("a", { class: "plain", href: kpiUrl(kpi, q, { format: "csv" }), download: true, text: w("downloadCsv") }));
+    el("a", { class: "plain", href: kpiUrl(kpi, q, { format: "xlsx", ...pinned }), download: true, text: w("downloadXlsx") }), " ",
+    el("a", { class: "plain", href: kpiUrl(kpi, q, { format: "csv", ...pinned }), download: true, text: w("downloadCsv") }),
+    snapshot ? lineageNote(a.lineage) : null);
+}
+
+/// "Snapshot s1.…": the versions an answer was computed from; the tooltip lists each
+/// table's version and commit time (docs/api.md, "Reproducing a reported number").
+function lineageNote(l) {
+  const tables = Object.entries(l.tables).map(([t, v]) => `${t} v${v.version} · ${v.committed_at}`);
+  return el("span", {
+    class: "lineage", "data-snapshot": l.snapshot,
+    title: [`${w("snapshot")} ${l.snapshot}`, `${w("catalog")} ${l.kpi_catalog} · ${l.tz}`, ...tables].join("\n"),
+    text: ` ${w("snapshot")} ${l.snapshot}`,
+  });
 }
 
 /// The figure of a KPI row as an element that carries its question.
@@ -432,7 +450,7 @@ async function overviewCharts(box, period, area) {
     const a = await api(kpiUrl(kpi, q));
     const holder = el("div", { class: "chart" });
     const panel = el("div", { class: "panel" },
-      el("div", { class: "head" }, el("h2", { text: `${title(kpi)} · ${period.slice(0, 4)}` }), downloads(kpi, q)),
+      el("div", { class: "head" }, el("h2", { text: `${title(kpi)} · ${period.slice(0, 4)}` }), downloads(kpi, q, a)),
       holder, answerTable(kpi, q, a.rows));
     box.append(panel);
     const c = chart(holder, {
@@ -478,7 +496,7 @@ async function trends() {
     for (const r of yoy.rows) changes.set(key(r), { ...(changes.get(key(r)) ?? {}), yoy: r });
     const names = new Map(a.rows.map((r) => [r.area, r.area_name ?? r.area]));
     const panel = el("div", { class: "panel" },
-      el("div", { class: "head" }, el("h2", { text: `${title(kpi)} (${unitWord(kpi) || "%"})` }), downloads(kpi, q)));
+      el("div", { class: "head" }, el("h2", { text: `${title(kpi)} (${unitWord(kpi) || "%"})` }), downloads(kpi, q, a)));
     const holder = el("div", { class: "chart" });
     panel.append(beyondData(from) ? nodata(w("noDataYet", { d: a.data_through?.slice(0, 10) ?? "—" })) : holder, answerTable(kpi, q, a.rows));
     view.append(panel);
@@ -537,7 +555,7 @@ async function rank() {
   const rows = [...a.rows].sort((x, y) => (y.value ?? -1) - (x.value ?? -1));
   const panel = el("div", { class: "panel" },
     el("div", { class: "head" }, el("h2", { text: `${areaName(area)} · ${w(level)} · ${period}` }),
-      level !== "unit" ? el("span", { class: "note", text: w("drill") }) : null, downloads(kpi, q)));
+      level !== "unit" ? el("span", { class: "note", text: w("drill") }) : null, downloads(kpi, q, a)));
   const holder = el("div", { class: "chart", style: null });
   const body = el("tbody", {}, rows.map((r, i) => el("tr", {},
     el("td", { class: "num", text: i + 1 }),
@@ -632,7 +650,7 @@ async function station(id) {
       return;
     }
     const holder = el("div", { class: "chart" });
-    const panel = el("div", { class: "panel" }, el("div", { class: "head" }, el("h2", { text: title(kpi) }), downloads(kpi, q)), holder, answerTable(kpi, q, a.rows));
+    const panel = el("div", { class: "panel" }, el("div", { class: "head" }, el("h2", { text: title(kpi) }), downloads(kpi, q, a)), holder, answerTable(kpi, q, a.rows));
     grid.append(panel);
     const c = chart(holder, {
       grid: { left: 50, right: 20, top: 20, bottom: 30 },
@@ -658,9 +676,9 @@ async function volunteers() {
   const qs = { from, to, granularity: "month", level: "city", area };
   const [stars, top] = await Promise.all([api(kpiUrl("star_volunteers", qs)), api(kpiUrl("volunteer_ranking", qs, { top: 20 }))]);
   const holder = el("div", { class: "chart" });
-  const left = el("div", { class: "panel" }, el("div", { class: "head" }, el("h2", { text: w("stars") }), downloads("star_volunteers", qs)), holder,
+  const left = el("div", { class: "panel" }, el("div", { class: "head" }, el("h2", { text: w("stars") }), downloads("star_volunteers", qs, stars)), holder,
     el("table", { class: "data" }, el("tbody", {}, stars.rows.map((r) => el("tr", {}, el("td", { text: `${r.star} ${w("star")}` }), figure("td", "star_volunteers", qs, r, fmt("star_volunteers", r.value)))))));
-  const right = el("div", { class: "panel" }, el("div", { class: "head" }, el("h2", { text: w("ranking") }), downloads("volunteer_ranking", { ...qs, top: 20 })),
+  const right = el("div", { class: "panel" }, el("div", { class: "head" }, el("h2", { text: w("ranking") }), downloads("volunteer_ranking", { ...qs, top: 20 }, top)),
     el("table", { class: "data" },
       el("thead", {}, el("tr", {}, el("th", { class: "num", text: w("rankCol") }), el("th", { text: w("volunteer") }), el("th", { class: "num", text: w("hours") }))),
       el("tbody", {}, top.rows.map((r) => el("tr", {}, el("td", { class: "num", text: r.rank }), el("td", { text: r.volunteer_id }), figure("td", "volunteer_ranking", qs, r, fmt("service_hours", r.value)))))));
@@ -808,6 +826,7 @@ async function printView() {
     const rows = [...a.rows].sort((x, y) => (y.value ?? -1) - (x.value ?? -1)).slice(0, 15);
     const holder = el("div", { class: "chart" });
     view.append(el("div", { class: "panel" }, el("h2", { text: `${title(kpi)} · ${w(level)}` }), holder,
+      a.lineage ? el("p", { class: "source" }, lineageNote(a.lineage)) : null,
       el("table", { class: "data" }, el("tbody", {}, rows.map((r) => el("tr", {}, el("td", { text: r.area_name ?? r.area }), figure("td", kpi, qq, r, fmt(kpi, r.value))))))));
     chart(holder, {
       grid: { left: 120, right: 30, top: 10, bottom: 30 },

@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use chrono::NaiveDate;
 use wenming_analytics::encode::{self, Format};
+use wenming_analytics::lineage::At;
+use wenming_analytics::restatement::Restatement;
 use wenming_analytics::sql::{SqlLimits, Truncated};
 use wenming_analytics::{
     Analytics, AnalyticsError, Compare, Granularity, Kpi, KpiRequest, KpiResponse, Level, Scope,
@@ -111,6 +113,45 @@ pub struct KpiArgs {
     /// the same: exit 1, naming the first row that differs, if they do not.
     #[arg(long)]
     pub exact_recompute: bool,
+    #[command(flatten)]
+    pub at: AtArgs,
+    /// Print the restatement instead: the cells that differ between this snapshot (an
+    /// earlier answer's `lineage.snapshot`, or an instant) and --changes-until (default
+    /// the newest), each with the events that explain it.
+    #[arg(long, conflicts_with_all = ["snapshot", "as_of", "exact_recompute"])]
+    pub changes_since: Option<String>,
+    /// The later snapshot of --changes-since (a snapshot id or an instant).
+    #[arg(long, requires = "changes_since")]
+    pub changes_until: Option<String>,
+}
+
+/// Which table versions to answer from (default: the newest).
+#[derive(clap::Args)]
+pub struct AtArgs {
+    /// A snapshot id (an answer's `lineage.snapshot`): answer from those versions, the
+    /// identical answer.
+    #[arg(long, conflicts_with = "as_of")]
+    pub snapshot: Option<String>,
+    /// An instant (RFC 3339, e.g. 2024-04-01T09:00:00+08:00): answer from the versions
+    /// current then.
+    #[arg(long)]
+    pub as_of: Option<String>,
+}
+
+impl AtArgs {
+    pub fn at(&self) -> anyhow::Result<At> {
+        At::from_params(self.snapshot.as_deref(), self.as_of.as_deref()).map_err(anyhow::Error::msg)
+    }
+}
+
+/// A snapshot id, or an instant naming the versions current then.
+fn snapshot_or_instant(v: &str) -> anyhow::Result<At> {
+    let at = if v.trim().starts_with('s') {
+        At::from_params(Some(v), None)
+    } else {
+        At::from_params(None, Some(v))
+    };
+    at.map_err(anyhow::Error::msg)
 }
 
 pub fn kpi(args: KpiArgs) -> anyhow::Result<ExitCode> {
@@ -139,25 +180,103 @@ pub fn kpi(args: KpiArgs) -> anyhow::Result<ExitCode> {
         top: args.top,
     };
     let runtime = query_runtime()?;
+    if let Some(since) = &args.changes_since {
+        let since = snapshot_or_instant(since)?;
+        let until = match &args.changes_until {
+            Some(u) => snapshot_or_instant(u)?,
+            None => At::Latest,
+        };
+        let restated = runtime.block_on(async {
+            let analytics = args.analytics.open().await?;
+            analytics
+                .changes(&req, &Scope::City, &since, &until)
+                .await
+                .map_err(usage)
+        })?;
+        print_restatement(args.format, &restated)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let at = args.at.at()?;
     let (answer, rolled_up) = runtime.block_on(async {
         let analytics = args.analytics.open().await?;
         if !args.exact_recompute {
-            let answer = analytics.kpi(&req, &Scope::City).await.map_err(usage)?;
+            let answer = analytics
+                .kpi_at(&req, &Scope::City, &at)
+                .await
+                .map_err(usage)?;
             return anyhow::Ok((answer, None));
         }
         let exact = analytics
-            .kpi_exact(&req, &Scope::City)
+            .kpi_exact_at(&req, &Scope::City, &at)
             .await
             .map_err(usage)?;
-        let rolled_up = analytics.kpi(&req, &Scope::City).await.map_err(usage)?;
+        let rolled_up = analytics
+            .kpi_at(&req, &Scope::City, &at)
+            .await
+            .map_err(usage)?;
         Ok((exact, Some(rolled_up)))
     })?;
     let bytes = encode::kpi(args.format, &answer)?;
     std::io::stdout().write_all(&bytes)?;
+    if args.format != Format::Json
+        && let Some(lineage) = &answer.lineage
+    {
+        eprintln!("snapshot: {}", lineage.snapshot);
+    }
     if let Some(rolled_up) = rolled_up {
         return Ok(check_rollup(&answer, &rolled_up));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A restatement as JSON, or as a table of the changed cells and their causes.
+fn print_restatement(format: Format, r: &Restatement) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if format == Format::Json {
+        serde_json::to_writer_pretty(&mut out, r)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{} {}..{} by {} per {}: {} cell(s) changed from {} to {}",
+        r.kpi,
+        r.from,
+        r.to,
+        r.granularity.name(),
+        r.level.name(),
+        r.changes.len(),
+        r.since.snapshot,
+        r.until.snapshot
+    )?;
+    let num = |n: Option<wenming_analytics::Num>| serde_json::to_string(&n).unwrap_or_default();
+    for c in &r.changes {
+        let c_ = &c.causes;
+        let causes: Vec<String> = [
+            ("late", c_.late),
+            ("new", c_.new),
+            ("amended", c_.amended),
+            ("revoked", c_.revoked),
+            ("duplicates", c_.duplicates),
+            ("updated", c_.updated),
+            ("units", c_.units),
+            ("volunteers", c_.volunteers),
+        ]
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect();
+        writeln!(
+            out,
+            "{}  {:<12} {:>12} → {:<12} {}",
+            c.period,
+            c.area,
+            num(c.old),
+            num(c.new),
+            causes.join(", ")
+        )?;
+    }
+    Ok(())
 }
 
 /// Say on stderr whether the rollups' answer equals the reference answer.
@@ -214,6 +333,7 @@ fn usage(e: AnalyticsError) -> anyhow::Error {
         | AnalyticsError::Refused(m)
         | AnalyticsError::Limit(m)
         | AnalyticsError::NotFound(m) => anyhow::anyhow!(m),
+        AnalyticsError::History(h) => anyhow::anyhow!(h.to_string()),
         other => anyhow::Error::new(other),
     }
 }
@@ -245,6 +365,8 @@ pub struct SqlArgs {
     /// past that it fails with an error naming the operator.
     #[arg(long, default_value_t = 512)]
     pub memory_mib: usize,
+    #[command(flatten)]
+    pub at: AtArgs,
 }
 
 pub fn sql(args: SqlArgs) -> anyhow::Result<ExitCode> {
@@ -255,13 +377,17 @@ pub fn sql(args: SqlArgs) -> anyhow::Result<ExitCode> {
         memory_bytes: args.memory_mib.max(16) << 20,
         ..SqlLimits::default()
     };
+    let at = args.at.at()?;
     let result = runtime.block_on(async {
         let analytics = args.analytics.open().await?;
         analytics
-            .sql(&args.query, &Scope::City, &limits)
+            .sql_at(&args.query, &Scope::City, &limits, &at)
             .await
             .map_err(usage)
     })?;
+    if let Some(lineage) = &result.lineage {
+        eprintln!("snapshot: {}", lineage.snapshot);
+    }
     let bytes = encode::batches(args.format, &result.schema, &result.batches)?;
     std::io::stdout().write_all(&bytes)?;
     match result.truncated {

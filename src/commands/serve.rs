@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use anyhow::{Context, bail};
+use wenming_analytics::lineage::At;
 use wenming_analytics::sql::SqlLimits;
 use wenming_analytics::{Analytics, KpiLimits, Scope, Settings};
 use wenming_api::auth::Tokens;
@@ -53,6 +54,13 @@ pub struct ExportArgs {
     /// The period: YYYY-MM, YYYY-Qn or YYYY.
     #[arg(long)]
     period: String,
+    /// Answer from this snapshot (a manifest's `lineage.snapshot`): the files of that
+    /// run again, byte for byte.
+    #[arg(long, conflicts_with = "as_of")]
+    snapshot: Option<String>,
+    /// Answer from the table versions current at this instant (RFC 3339).
+    #[arg(long)]
+    as_of: Option<String>,
 }
 
 fn config_path() -> Option<PathBuf> {
@@ -135,7 +143,11 @@ pub fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
                 anyhow::anyhow!("{e}; the settings configure: {}", names.join(", "))
             }
         })?;
-        let manifest = exports.run(&args.name, &args.period, &Scope::City).await?;
+        let at = At::from_params(args.snapshot.as_deref(), args.as_of.as_deref())
+            .map_err(anyhow::Error::msg)?;
+        let manifest = exports
+            .run(&args.name, &args.period, &Scope::City, &at)
+            .await?;
         for f in &manifest.files {
             println!(
                 "{} ({} rows, {} bytes, sha256 {})",
@@ -144,6 +156,7 @@ pub fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
         }
         let dir = exports.folder(export, &scope, &args.period);
         println!("manifest: {}", dir.join("manifest.json").display());
+        println!("snapshot: {}", manifest.lineage.snapshot);
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)

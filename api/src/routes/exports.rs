@@ -9,6 +9,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
+use wenming_analytics::lineage::At;
 
 use crate::app::AppState;
 use crate::auth::{Caller, Permission};
@@ -61,6 +62,9 @@ pub async fn list(
 #[derive(Deserialize)]
 pub struct RunParams {
     period: Option<String>,
+    /// A manifest's `lineage.snapshot`, or an instant: run from those versions.
+    snapshot: Option<String>,
+    as_of: Option<String>,
 }
 
 pub async fn run(
@@ -74,7 +78,12 @@ pub async fn run(
     let period = p
         .period
         .ok_or_else(|| ApiError::bad_request("`period` is required: YYYY-MM, YYYY-Qn or YYYY"))?;
-    let manifest = state.exports.run(&name, &period, &caller.scope).await?;
+    let at = At::from_params(p.snapshot.as_deref(), p.as_of.as_deref())
+        .map_err(ApiError::bad_request)?;
+    let manifest = state
+        .exports
+        .run(&name, &period, &caller.scope, &at)
+        .await?;
     Ok(Json(manifest).into_response())
 }
 

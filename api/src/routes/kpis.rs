@@ -5,11 +5,12 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::NaiveDate;
 use serde::Deserialize;
 use wenming_analytics::encode;
+use wenming_analytics::lineage::{At, Lineage};
 use wenming_analytics::{Compare, Granularity, Kpi, KpiRequest, Level};
 
 use super::{content_type, format_of};
@@ -36,6 +37,33 @@ pub struct KpiParams {
     top: Option<String>,
     /// `csv`, `xlsx` or `json`: a link a browser can download (over `Accept`).
     format: Option<String>,
+    /// A lineage's snapshot id, or an instant (RFC 3339): answer from those versions.
+    snapshot: Option<String>,
+    as_of: Option<String>,
+}
+
+impl KpiParams {
+    /// The versions asked about (`snapshot` or `as_of`; neither: the newest).
+    pub fn at(&self) -> Result<At, ApiError> {
+        At::from_params(self.snapshot.as_deref(), self.as_of.as_deref())
+            .map_err(ApiError::bad_request)
+    }
+}
+
+/// `wenming-snapshot` (the answer's snapshot id) and `wenming-lineage` (its lineage as
+/// compact JSON): where an answer without a JSON body of its own says where it comes from.
+pub fn lineage_headers(resp: &mut Response, lineage: Option<&Lineage>) {
+    let Some(lineage) = lineage else {
+        return;
+    };
+    let headers = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&lineage.snapshot) {
+        headers.insert("wenming-snapshot", v);
+    }
+    let json = serde_json::to_string(lineage).expect("a lineage serialises");
+    if let Ok(v) = HeaderValue::from_str(&json) {
+        headers.insert("wenming-lineage", v);
+    }
 }
 
 fn date(name: &str, v: Option<String>) -> Result<NaiveDate, ApiError> {
@@ -99,6 +127,7 @@ pub async fn kpi(
     caller.require(Permission::ReadKpis)?;
     let Query(p) = query?;
     let asked_format = p.format.clone();
+    let at = p.at()?;
     let req = request(&name, p)?;
     let kpi = req.kpi;
     let format = match asked_format.as_deref().filter(|f| !f.is_empty()) {
@@ -112,23 +141,26 @@ pub async fn kpi(
             )));
         }
     };
-    let answer = match state.analytics.cached_kpi(&req, &caller.scope).await? {
+    let cached = match at {
+        At::Latest => state.analytics.cached_kpi(&req, &caller.scope).await?,
+        _ => None,
+    };
+    let answer = match cached {
         Some(hit) => hit,
         None => {
             let _slot = state.kpi_slots.acquire(&caller.name).await?;
             let (analytics, scope) = (state.analytics.clone(), caller.scope.clone());
-            super::on_query_runtime(
-                &state,
-                async move { Ok(analytics.kpi(&req, &scope).await?) },
-            )
+            super::on_query_runtime(&state, async move {
+                Ok(analytics.kpi_at(&req, &scope, &at).await?)
+            })
             .await?
         }
     };
     let name = format!("{}_{}_{}", answer.kpi, answer.from, answer.to);
     let Some(format) = format else {
-        let (bytes, _) = crate::exports::xlsx(&[(kpi, answer)])
+        let (bytes, _) = crate::exports::xlsx(&[(kpi, answer.clone())])
             .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))?;
-        return Ok((
+        let mut resp = (
             [
                 (header::CONTENT_TYPE, XLSX.to_string()),
                 (
@@ -138,10 +170,13 @@ pub async fn kpi(
             ],
             bytes,
         )
-            .into_response());
+            .into_response();
+        lineage_headers(&mut resp, answer.lineage.as_ref());
+        return Ok(resp);
     };
     let body = encode::kpi(format, &answer)?;
     let mut resp = ([(header::CONTENT_TYPE, content_type(format))], body).into_response();
+    lineage_headers(&mut resp, answer.lineage.as_ref());
     if format == encode::Format::Csv {
         resp.headers_mut().insert(
             header::CONTENT_DISPOSITION,
@@ -151,6 +186,59 @@ pub async fn kpi(
         );
     }
     Ok(resp)
+}
+
+#[derive(Deserialize, Default, Debug)]
+pub struct ChangesParams {
+    #[serde(flatten)]
+    question: KpiParams,
+    since: Option<String>,
+    until: Option<String>,
+}
+
+/// A snapshot id, or an instant (RFC 3339) naming the versions current then.
+fn snapshot_or_instant(name: &str, v: &str) -> Result<At, ApiError> {
+    let v = v.trim();
+    let at = if v.starts_with("s") {
+        At::from_params(Some(v), None)
+    } else {
+        At::from_params(None, Some(v))
+    };
+    at.map_err(|e| ApiError::bad_request(format!("`{name}`: {e}")))
+}
+
+/// `GET /v1/kpis/{name}/changes?since=SNAPSHOT[&until=SNAPSHOT]&…`: the cells of the
+/// question's answer that differ between the two snapshots (`until`: the newest), each
+/// with the new events that explain it (数据修订说明).
+pub async fn changes(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(name): Path<String>,
+    query: Result<Query<ChangesParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    caller.require(Permission::ReadKpis)?;
+    let Query(p) = query?;
+    if p.question.snapshot.is_some() || p.question.as_of.is_some() {
+        return Err(ApiError::bad_request(
+            "a restatement compares `since` with `until`, not `snapshot` or `as_of`",
+        ));
+    }
+    let since = p.since.as_deref().filter(|s| !s.is_empty()).ok_or_else(|| {
+        ApiError::bad_request("`since` is required: the snapshot of the earlier answer (its lineage's `snapshot`)")
+    })?;
+    let since = snapshot_or_instant("since", since)?;
+    let until = match p.until.as_deref().filter(|s| !s.is_empty()) {
+        Some(u) => snapshot_or_instant("until", u)?,
+        None => At::Latest,
+    };
+    let req = request(&name, p.question)?;
+    let _slot = state.kpi_slots.acquire(&caller.name).await?;
+    let (analytics, scope) = (state.analytics.clone(), caller.scope.clone());
+    let restated = super::on_query_runtime(&state, async move {
+        Ok(analytics.changes(&req, &scope, &since, &until).await?)
+    })
+    .await?;
+    Ok(Json(restated).into_response())
 }
 
 const XLSX: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
@@ -237,7 +325,7 @@ mod tests {
             from in text(), to in text(), granularity in text(), level in text(),
             area in text(), compare in text(), top in text(),
         ) {
-            let p = KpiParams { from, to, granularity, level, area, compare, top, format: None };
+            let p = KpiParams { from, to, granularity, level, area, compare, top, format: None, ..Default::default() };
             match request(&name, p.clone()) {
                 Ok(req) => {
                     prop_assert_eq!(req.kpi.name(), name.as_str());

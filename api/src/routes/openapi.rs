@@ -84,8 +84,29 @@ const ROUTES: &[Route] = &[
             ("compare", Q, false, "compare"),
             ("top", Q, false, "integer"),
             ("format", Q, false, "format"),
+            ("snapshot", Q, false, "snapshot"),
+            ("as_of", Q, false, "instant"),
         ],
         ok: "KpiResponse",
+        body: None,
+    },
+    Route {
+        method: "get",
+        path: "/v1/kpis/{name}/changes",
+        summary: "Restatement (数据修订说明): the cells of the answer that differ between two snapshots, each with the events that explain it",
+        auth: true,
+        params: &[
+            ("name", P, true, "kpi"),
+            ("from", Q, true, "date"),
+            ("to", Q, true, "date"),
+            ("granularity", Q, false, "granularity"),
+            ("level", Q, false, "level"),
+            ("area", Q, false, "string"),
+            ("top", Q, false, "integer"),
+            ("since", Q, true, "snapshot"),
+            ("until", Q, false, "snapshot"),
+        ],
+        ok: "Restatement",
         body: None,
     },
     Route {
@@ -192,7 +213,12 @@ const ROUTES: &[Route] = &[
         path: "/v1/exports/{name}/run",
         summary: "Run an export for a period",
         auth: true,
-        params: &[("name", P, true, "string"), ("period", Q, true, "string")],
+        params: &[
+            ("name", P, true, "string"),
+            ("period", Q, true, "string"),
+            ("snapshot", Q, false, "snapshot"),
+            ("as_of", Q, false, "instant"),
+        ],
         ok: "object",
         body: None,
     },
@@ -222,6 +248,10 @@ fn schema_of(kind: &str, kpis: &[String]) -> Value {
         "level" => json!({"type": "string", "enum": ["city", "district", "street", "unit"]}),
         "compare" => json!({"type": "string", "enum": ["mom", "yoy"]}),
         "format" => json!({"type": "string", "enum": ["json", "csv", "xlsx"]}),
+        "snapshot" => json!({"type": "string", "pattern": "^s1(\\.([0-9]+|_))+$",
+            "description": "a snapshot id: an answer's lineage.snapshot (or, for since/until, an instant)"}),
+        "instant" => json!({"type": "string", "format": "date-time",
+            "description": "answer from the table versions current at this instant"}),
         "month" => json!({"type": "string", "pattern": "^[1-9][0-9]{3}-(0[1-9]|1[0-2])$"}),
         "text" => json!({"type": "string"}),
         "binary" => json!({"type": "string", "format": "binary"}),
@@ -287,10 +317,11 @@ pub fn document(kpis: &[String]) -> Value {
         }
         // Bodies over the size limit; the events gateway without a broker.
         let extra: &[&str] = match r.path {
-            "/v1/sql" => &["406", "408", "413", "422"],
+            "/v1/sql" => &["406", "408", "410", "413", "422"],
             "/v1/events" => &["413", "503"],
-            "/v1/kpis/{name}" => &["406", "408", "422"],
-            "/v1/exports/{name}/run" => &["408", "422"],
+            "/v1/kpis/{name}" => &["406", "408", "410", "422"],
+            "/v1/kpis/{name}/changes" => &["408", "410", "422"],
+            "/v1/exports/{name}/run" => &["408", "410", "422"],
             "/v1/overview" => &["408", "422", "429"],
             "/v1/session" => &["401", "403", "429"],
             _ => &[],
@@ -314,7 +345,8 @@ pub fn document(kpis: &[String]) -> Value {
         entry[r.method] = op;
     }
     let nullable_number = json!({"type": ["number", "null"]});
-    json!({
+    let history = history_schemas(&nullable_number);
+    let mut doc = json!({
         "openapi": "3.1.0",
         "info": {"title": "wenming", "version": env!("CARGO_PKG_VERSION"),
                  "description": "KPIs, SQL and exports of the New Era Civilization Practice network"},
@@ -344,7 +376,6 @@ pub fn document(kpis: &[String]) -> Value {
                             "star": {"type": "integer"}, "rank": {"type": "integer"}, "volunteer_id": {"type": "string"},
                             "value": nullable_number, "numerator": nullable_number, "denominator": nullable_number,
                             "previous": nullable_number, "change": nullable_number}}}}},
-                "SqlRequest": {"type": "object", "required": ["sql"], "properties": {"sql": {"type": "string"}}, "additionalProperties": false},
                 "Login": {"type": "object", "properties": {"token": {"type": "string"}, "code": {"type": "string"}}, "additionalProperties": false,
                     "description": "either a token or a one-time code"},
                 "EventBatch": {"type": "array", "maxItems": crate::routes::events::MAX_BATCH,
@@ -358,7 +389,59 @@ pub fn document(kpis: &[String]) -> Value {
                         "reason": {"type": "string"}, "message": {"type": "string"}}}}}},
             }
         }
-    })
+    });
+    for (name, schema) in history {
+        doc["components"]["schemas"][name] = schema;
+    }
+    doc["components"]["schemas"]["KpiResponse"]["properties"]["lineage"] =
+        json!({"$ref": "#/components/schemas/Lineage"});
+    doc
+}
+
+/// The schemas of lineage and restatements (kept apart: one `json!` this large exceeds
+/// the macro's recursion limit).
+fn history_schemas(nullable_number: &Value) -> Vec<(&'static str, Value)> {
+    vec![
+        (
+            "SqlRequest",
+            json!({"type": "object", "required": ["sql"], "properties": {"sql": {"type": "string"},
+                    "snapshot": {"type": "string", "description": "query the versions of this snapshot id"},
+                    "as_of": {"type": "string", "format": "date-time", "description": "query the versions current at this instant"}},
+                    "additionalProperties": false,
+                    "description": "the answer's snapshot comes back in the headers wenming-snapshot and wenming-lineage"}),
+        ),
+        (
+            "Lineage",
+            json!({"type": "object", "required": ["snapshot", "tables", "kpi_catalog", "tz"], "properties": {
+                    "snapshot": {"type": "string", "description": "names every table version at once; ask again with ?snapshot= for the identical answer"},
+                    "tables": {"type": "object", "additionalProperties": {"type": "object", "required": ["version", "committed_at"],
+                        "properties": {"version": {"type": "integer"}, "committed_at": {"type": "string", "format": "date-time"}}}},
+                    "kpi_catalog": {"type": "string"}, "tz": {"type": "string"}}}),
+        ),
+        (
+            "Restatement",
+            json!({"type": "object", "required": ["kpi", "since", "until", "events", "changes"], "properties": {
+                    "kpi": {"type": "string"}, "from": {"type": "string", "format": "date"}, "to": {"type": "string", "format": "date"},
+                    "granularity": {"type": "string"}, "level": {"type": "string"}, "area": {"type": ["string", "null"]},
+                    "since": {"$ref": "#/components/schemas/Lineage"}, "until": {"$ref": "#/components/schemas/Lineage"},
+                    "events": {"$ref": "#/components/schemas/Causes"},
+                    "changes": {"type": "array", "items": {"type": "object", "required": ["period", "area", "old", "new", "causes"], "properties": {
+                        "period": {"type": "string", "format": "date"}, "area": {"type": "string"}, "area_name": {"type": "string"},
+                        "star": {"type": "integer"}, "rank": {"type": "integer"},
+                        "old": nullable_number.clone(), "new": nullable_number.clone(),
+                        "old_numerator": nullable_number.clone(), "new_numerator": nullable_number.clone(),
+                        "old_denominator": nullable_number.clone(), "new_denominator": nullable_number.clone(),
+                        "old_volunteer_id": {"type": "string"}, "new_volunteer_id": {"type": "string"},
+                        "causes": {"$ref": "#/components/schemas/Causes"}}}}}}),
+        ),
+        (
+            "Causes",
+            json!({"type": "object", "description": "the new events feeding a cell, by kind; they add up to all of them",
+                    "properties": {"late": {"type": "integer"}, "new": {"type": "integer"}, "amended": {"type": "integer"},
+                        "revoked": {"type": "integer"}, "duplicates": {"type": "integer"}, "updated": {"type": "integer"},
+                        "units": {"type": "integer"}, "volunteers": {"type": "integer"}}}),
+        ),
+    ]
 }
 
 pub async fn openapi(State(state): State<Arc<AppState>>) -> Json<Value> {

@@ -7,6 +7,7 @@ use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use wenming_analytics::encode::{self, Format};
+use wenming_analytics::lineage::At;
 
 use super::{content_type, format_of};
 use crate::app::AppState;
@@ -17,6 +18,11 @@ use crate::error::ApiError;
 #[serde(deny_unknown_fields)]
 pub struct SqlBody {
     sql: String,
+    /// A lineage's snapshot id, or an instant (RFC 3339): query those versions.
+    #[serde(default)]
+    snapshot: Option<String>,
+    #[serde(default)]
+    as_of: Option<String>,
 }
 
 pub async fn sql(
@@ -32,17 +38,20 @@ pub async fn sql(
             "the body must be JSON {{\"sql\": \"SELECT ...\"}}: {e}"
         ))
     })?;
+    let at = At::from_params(body.snapshot.as_deref(), body.as_of.as_deref())
+        .map_err(ApiError::bad_request)?;
     let format = format_of(&headers, true)?;
     let _slot = state.sql_slots.acquire(&caller.name).await?;
     let analytics = state.analytics.clone();
     let limits = state.sql_limits.clone();
     let scope = caller.scope.clone();
     let result = super::on_query_runtime(&state, async move {
-        Ok(analytics.sql(&body.sql, &scope, &limits).await?)
+        Ok(analytics.sql_at(&body.sql, &scope, &limits, &at).await?)
     })
     .await?;
     let bytes = encode::batches(format, &result.schema, &result.batches)?;
     let mut resp = ([(header::CONTENT_TYPE, content_type(format))], bytes).into_response();
+    super::kpis::lineage_headers(&mut resp, result.lineage.as_ref());
     if let Some(cut) = result.truncated {
         resp.headers_mut().insert(
             "wenming-truncated",
