@@ -76,5 +76,5 @@ fn the_dashboard_works_in_a_real_browser() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     eprintln!("{stdout}");
     assert!(out.status.success(), "{stdout}\n{stderr}");
-    assert_eq!(stdout.matches("ok  ").count(), 9, "{stdout}");
+    assert_eq!(stdout.matches("ok  ").count(), 10, "{stdout}");
 }

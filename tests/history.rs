@@ -296,10 +296,25 @@ fn a_reported_number_is_reproduced_and_its_restatement_explained_on_every_surfac
         Some("city-admin"),
         None,
     );
-    assert_ne!(
-        shas(&fresh.json()),
-        first_run,
-        "the newest data makes other files"
+    let fresh = fresh.json();
+    assert_ne!(shas(&fresh), first_run, "the newest data makes other files");
+    // … and a restatement sheet against the run before: the cells that moved.
+    assert_eq!(fresh["restated_since"], snapshot.as_str());
+    let sheet = std::fs::read_to_string(dir.join("monthly_2024-03_restatement.csv")).unwrap();
+    let mut lines: Vec<&str> = sheet.lines().collect();
+    assert_eq!(
+        lines.remove(0),
+        "kpi,period,area,area_name,star,rank,old,new,late,new_events,amended,revoked,duplicates,other"
+    );
+    lines.sort();
+    assert_eq!(
+        lines,
+        [
+            "service_hours,2024-03-01,330203,海曙区,,,1,2,1,0,1,0,0,0",
+            "service_hours,2024-03-01,330212,鄞州区,,,2,0,0,0,0,1,0,0",
+            "serving_volunteers,2024-03-01,330212,鄞州区,,,1,0,0,0,0,1,0,0",
+        ],
+        "{sheet}"
     );
 
     // The restatement: both districts' March cells, with their causes.

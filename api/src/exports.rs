@@ -1,7 +1,9 @@
 //! Scheduled KPI exports: `[[exports]]` name a set of KPIs, a level, a scope and
 //! formats; each run writes `<output>/<name>/<scope>/<period>/` with one file per format
 //! (`<name>_<period>.csv|xlsx|parquet`) and `manifest.json` (files, SHA-256, rows,
-//! table versions, generated_at). `<scope>` is the scope the run covered (`city`,
+//! the lineage every answer was computed from, generated_at); a period run again on
+//! newer data also gets `<name>_<period>_restatement.csv`, what moved since the run
+//! before. `<scope>` is the scope the run covered (`city`,
 //! `district-330203`, …): a caller whose token is narrower than the export's scope runs
 //! it for their own part, into a folder of its own, and never replaces the files of a
 //! wider scope. Re-running a period rewrites the same files, one run of an export,
@@ -86,6 +88,10 @@ pub struct Manifest {
     /// The snapshot every answer of the run was computed from: re-run with it
     /// (`--snapshot`, `?snapshot=`), the export writes files of the same SHA-256.
     pub lineage: Lineage,
+    /// When the period was run before from older data: that run's snapshot, and the
+    /// files include `<name>_<period>_restatement.csv`, the cells that moved since.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restated_since: Option<String>,
     pub generated_at: String,
 }
 
@@ -204,6 +210,7 @@ impl Exports {
             other => other.clone(),
         };
         let mut answers: Vec<(Kpi, Arc<KpiResponse>)> = Vec::new();
+        let mut questions = Vec::new();
         for kpi in &export.kpis {
             let req = KpiRequest {
                 kpi: *kpi,
@@ -216,6 +223,7 @@ impl Exports {
                 top: None,
             };
             answers.push((*kpi, self.analytics.kpi_at(&req, &scope, &at).await?));
+            questions.push(req);
         }
         let lineage = answers
             .first()
@@ -264,6 +272,36 @@ impl Exports {
                 rows,
             });
         }
+        // Against the run before (its manifest, about to be replaced): what moved since.
+        let sheet = format!("{}_{}_restatement.csv", export.name, period);
+        let before = previous_snapshot(&dir.join("manifest.json"));
+        let now = SnapshotId::parse(&lineage.snapshot).ok();
+        let restated_since = match (before, now) {
+            (Some(before), Some(now)) if crate::restatement::is_before(&before, &now) => {
+                let restated =
+                    crate::restatement::restate(&self.analytics, &questions, &scope, &before, &now)
+                        .await?;
+                let path = dir.join(&sheet);
+                let (bytes, rows) = crate::restatement::csv(&restated)?;
+                write_atomically(&path, &bytes)?;
+                files.push(ManifestFile {
+                    name: sheet.clone(),
+                    format: "restatement".into(),
+                    sha256: Sha256::digest(&bytes)
+                        .iter()
+                        .map(|b| format!("{b:02x}"))
+                        .collect(),
+                    bytes: bytes.len() as u64,
+                    rows,
+                });
+                Some(before.to_string())
+            }
+            _ => {
+                // A restatement of another run is not this run's.
+                let _ = std::fs::remove_file(dir.join(&sheet));
+                None
+            }
+        };
         let manifest = Manifest {
             export: export.name.clone(),
             period: period.into(),
@@ -278,6 +316,7 @@ impl Exports {
             no_data_yet: starts_after(from, data_through),
             data_through,
             lineage,
+            restated_since,
             generated_at: chrono::Utc::now().to_rfc3339(),
         };
         let json = serde_json::to_vec_pretty(&manifest).expect("a manifest serialises");
@@ -487,6 +526,13 @@ pub fn scheduled_period(kind: &str, day: NaiveDate) -> String {
             format!("{}-{:02}", prev.year(), prev.month())
         }
     }
+}
+
+/// The snapshot the previous run of a folder was computed from, if it left a manifest.
+fn previous_snapshot(manifest: &Path) -> Option<SnapshotId> {
+    let bytes = std::fs::read(manifest).ok()?;
+    let json: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    SnapshotId::parse(json["lineage"]["snapshot"].as_str()?).ok()
 }
 
 fn write_err(path: &Path, e: impl std::fmt::Display) -> ExportError {

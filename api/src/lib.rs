@@ -28,6 +28,7 @@ pub mod error;
 pub mod exports;
 pub mod gateway;
 pub mod postgres;
+pub mod restatement;
 pub mod routes;
 pub mod session;
 pub mod slots;

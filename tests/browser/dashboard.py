@@ -216,6 +216,20 @@ def main():
             crumb.click()
             wait(d, lambda d: "area=" not in d.current_url and css(d, "a[data-drill]"))
 
+        def downloads_are_pinned_to_the_snapshot_shown():
+            d.get(f"{url}/trends?kpi=service_hours")
+            note = wait(d, lambda d: css(d, ".panel .lineage"))[0]
+            snapshot = note.get_attribute("data-snapshot")
+            assert snapshot.startswith("s1."), snapshot
+            assert snapshot in note.text and "service_events" in note.get_attribute("title")
+            links = [a.get_attribute("href") for a in css(d, ".panel .downloads a")]
+            assert links and all(f"snapshot={snapshot}" in h for h in links), links
+            # The snapshot named is the one the figures were computed from.
+            fig = [f for f in figures(d) if f["kpi"] == "service_hours"][0]
+            q = {k: fig[k] for k in ("from", "to", "granularity", "level", "area") if fig[k]}
+            a = api(url, "city-admin", f"/v1/kpis/service_hours?{urllib.parse.urlencode(q)}")
+            assert a["lineage"]["snapshot"] == snapshot, (a["lineage"], snapshot)
+
         def language_switch():
             d.get(f"{url}/overview")
             wait(d, lambda d: len(css(d, "[data-card]")) == 8)
@@ -272,6 +286,7 @@ def main():
             d.set_window_size(794, 1123)
             d.get(f"{url}/print")
             wait(d, lambda d: len(css(d, "[data-card]")) == 8 and len(css(d, ".chart canvas")) >= 3)
+            assert len(css(d, ".source .lineage")) >= 3, "the briefing names its snapshot"
             if args.shots:
                 d.save_screenshot(f"{args.shots}/print.png")
             pdf = d.execute_cdp_cmd("Page.printToPDF", {"paperWidth": 8.27, "paperHeight": 11.69})
@@ -308,6 +323,7 @@ def main():
 
         check("login, and the overview's figures equal the API's answers", overview_equals_the_api)
         check("drill-down city → district → street → station and back", drill_down_and_back)
+        check("downloads are pinned to the snapshot the page names", downloads_are_pinned_to_the_snapshot_shown)
         check("language switch", language_switch)
         check("a hostile station name is text", hostile_names_are_text)
         check("every view: no console error, no other origin", every_view_without_errors_or_other_origins)
