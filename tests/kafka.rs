@@ -532,7 +532,7 @@ async fn sigterm_commits_the_batch_in_hand_and_metrics_reconcile() {
             "ingest never read it all"
         );
         std::thread::sleep(Duration::from_millis(300));
-        let Ok(body) = http_get(&metrics_addr) else {
+        let Ok(body) = http_get(&metrics_addr).await else {
             continue;
         };
         if metric(&body, "wenming_ingest_read_total") == Some(lines) {
@@ -567,13 +567,11 @@ async fn sigterm_commits_the_batch_in_hand_and_metrics_reconcile() {
     );
 }
 
-fn http_get(addr: &str) -> std::io::Result<String> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr)?;
-    stream.write_all(b"GET /metrics HTTP/1.0\r\n\r\n")?;
-    let mut body = String::new();
-    stream.read_to_string(&mut body)?;
-    Ok(body)
+async fn http_get(addr: &str) -> Result<String, reqwest::Error> {
+    reqwest::get(format!("http://{addr}/metrics"))
+        .await?
+        .text()
+        .await
 }
 
 fn metric(body: &str, name: &str) -> Option<u64> {

@@ -1,7 +1,8 @@
 //! `wenming bench live`: uncached questions while events keep landing.
 //!
 //! The scale's year is generated once; all but its last `rate × seconds` lines are
-//! imported into a fresh lake, and `wenming serve` (ingest on) consumes the rest from a
+//! imported into a fresh lake, and `wenming serve` (ingest on) is started; once it has
+//! prepared every KPI rollup (`/readyz` says so), it consumes the rest from a
 //! `wenming broker --memory`, produced at a steady rate, while clients ask questions
 //! nobody asked before: a random KPI × granularity × level × range within the year,
 //! with a comparison (mom or yoy). Measured:
@@ -105,6 +106,13 @@ pub fn run(args: LiveBenchArgs) -> anyhow::Result<ExitCode> {
     println!(
         "start to first answer: {:.1} s (views computed)",
         first.as_secs_f64()
+    );
+    // The live phase measures a server in its day, not its start: every KPI rollup
+    // prepared (a server is started before the offices ask).
+    let prepared = first + prepared(&web, &base)?;
+    println!(
+        "start to every KPI rollup prepared: {:.1} s",
+        prepared.as_secs_f64()
     );
 
     let done = Arc::new(AtomicBool::new(false));
@@ -231,6 +239,21 @@ fn first_answer(web: &reqwest::blocking::Client, base: &str) -> anyhow::Result<D
             }
             _ => std::thread::sleep(Duration::from_millis(50)),
         }
+    }
+}
+
+/// Wait until `/readyz` says every KPI rollup is prepared; how long that took.
+fn prepared(web: &reqwest::blocking::Client, base: &str) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    loop {
+        let body = web.get(format!("{base}/readyz")).send()?.text()?;
+        if body.trim() == "ready" {
+            return Ok(started.elapsed());
+        }
+        if started.elapsed() > Duration::from_secs(1800) {
+            bail!("the KPI rollups were not prepared in 30 minutes: {body}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
 

@@ -34,7 +34,17 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Result<Response, ApiE
             "ingest has stopped; the server log says why",
         ));
     }
-    Ok("ready\n".into_response())
+    // Ready either way (an unprepared KPI is answered, only slower); said so that an
+    // operator, or a benchmark, can tell the start is over.
+    let prepared = wenming_analytics::Kpi::ALL
+        .iter()
+        .all(|k| state.analytics.prepared(*k));
+    Ok(if prepared {
+        "ready\n"
+    } else {
+        "ready (KPI rollups being prepared)\n"
+    }
+    .into_response())
 }
 
 /// Prometheus text, for admins: the counts are the whole city's.
