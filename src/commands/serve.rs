@@ -162,6 +162,9 @@ pub fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// How often a server starting tries to prepare every KPI rollup part.
+const PREPARE_ATTEMPTS: u64 = 4;
+
 async fn open_analytics(config: &Config) -> anyhow::Result<Analytics> {
     std::fs::create_dir_all(&config.lake.path).with_context(|| {
         format!(
@@ -248,9 +251,20 @@ fn run(mut config: Config, demo: Option<Demo>) -> anyhow::Result<ExitCode> {
         if config.analytics.prepare_at_start {
             let analytics = analytics.clone();
             tokio::spawn(async move {
-                match analytics.prepare().await {
-                    Ok(took) => tracing::info!(?took, resumed = analytics.rollups_resumed(), "KPI rollups prepared"),
-                    Err(e) => tracing::warn!("preparing the KPI rollups (questions will build them): {e}"),
+                // A build can fail for want of memory while the first questions compute
+                // their own: tried again a little later, the parts built so far kept.
+                for attempt in 1..=PREPARE_ATTEMPTS {
+                    match analytics.prepare().await {
+                        Ok(took) => {
+                            tracing::info!(?took, resumed = analytics.rollups_resumed(), "KPI rollups prepared");
+                            break;
+                        }
+                        Err(e) if attempt < PREPARE_ATTEMPTS => {
+                            tracing::warn!(attempt, "preparing the KPI rollups, trying again: {e}");
+                            tokio::time::sleep(std::time::Duration::from_secs(5 * attempt)).await;
+                        }
+                        Err(e) => tracing::warn!("preparing the KPI rollups (questions will build them): {e}"),
+                    }
                 }
             });
         }

@@ -23,6 +23,11 @@ use crate::scope::{Level, Scope};
 use crate::sql::{self, SqlLimits, SqlResult};
 use crate::wall::ScopeUnits;
 
+mod kpis;
+mod sessions;
+
+use kpis::Answers;
+
 /// Settings of the query layer.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -263,253 +268,6 @@ impl Analytics {
         }
     }
 
-    /// The cached answer to a question, if there is one: checked first (a bad question,
-    /// an area outside the scope, an answer over the cell limit are refused here, cheaply),
-    /// so that a caller can keep the cost of computing for the questions that need it.
-    pub async fn cached_kpi(
-        &self,
-        req: &KpiRequest,
-        scope: &Scope,
-    ) -> Result<Option<Arc<KpiResponse>>, AnalyticsError> {
-        req.validate()?;
-        let snapshot = self.snapshot().await?;
-        let key = cache_key(&snapshot, req, scope);
-        if let Some(hit) = self.cache.lock().expect("not poisoned").get(&key) {
-            return Ok(Some(hit.clone()));
-        }
-        let refd = self.reference(&snapshot).await?;
-        self.check_size(&refd, req, scope)?;
-        Ok(None)
-    }
-
-    fn check_size(
-        &self,
-        refd: &Reference,
-        req: &KpiRequest,
-        scope: &Scope,
-    ) -> Result<(), AnalyticsError> {
-        let cells = kpi::answer_size(refd, req, scope, self.settings.tz)?;
-        let limit = self.settings.kpi_limits.max_cells;
-        if cells > limit {
-            return Err(AnalyticsError::Limit(format!(
-                "the answer would have up to {cells} rows (periods × areas{}); the limit is {limit}: \
-                 ask for a coarser granularity (month rather than day), a higher level, a \
-                 smaller area or a shorter range",
-                if req.compare.is_some() {
-                    " × 2 for the comparison"
-                } else {
-                    ""
-                }
-            )));
-        }
-        Ok(())
-    }
-
-    /// Answer a KPI question for a caller limited to `scope`, from the rollups.
-    pub async fn kpi(
-        &self,
-        req: &KpiRequest,
-        scope: &Scope,
-    ) -> Result<Arc<KpiResponse>, AnalyticsError> {
-        self.kpi_from(req, scope, false, &At::Latest).await
-    }
-
-    /// `kpi` asked of the versions `at` names: a snapshot id from an earlier answer's
-    /// lineage gives that answer again, identical.
-    pub async fn kpi_at(
-        &self,
-        req: &KpiRequest,
-        scope: &Scope,
-        at: &At,
-    ) -> Result<Arc<KpiResponse>, AnalyticsError> {
-        self.kpi_from(req, scope, false, at).await
-    }
-
-    /// Answer a KPI question with the reference computation (SQL over the views, no
-    /// rollups, no cache): what `wenming kpi --exact-recompute` runs to check an answer.
-    pub async fn kpi_exact(
-        &self,
-        req: &KpiRequest,
-        scope: &Scope,
-    ) -> Result<Arc<KpiResponse>, AnalyticsError> {
-        self.kpi_from(req, scope, true, &At::Latest).await
-    }
-
-    /// `kpi_exact` asked of the versions `at` names.
-    pub async fn kpi_exact_at(
-        &self,
-        req: &KpiRequest,
-        scope: &Scope,
-        at: &At,
-    ) -> Result<Arc<KpiResponse>, AnalyticsError> {
-        self.kpi_from(req, scope, true, at).await
-    }
-
-    /// The cells of a question's answer that differ between the snapshots `since` and
-    /// `until` names, each with the new events that explain it (see `restatement`). A
-    /// comparison (`compare`) is not restated: each of its periods is a cell already.
-    pub async fn changes(
-        &self,
-        req: &KpiRequest,
-        scope: &Scope,
-        since: &At,
-        until: &At,
-    ) -> Result<Restatement, AnalyticsError> {
-        let req = KpiRequest {
-            compare: None,
-            ..req.clone()
-        };
-        let old = self.kpi_at(&req, scope, since).await?;
-        let new = self.kpi_at(&req, scope, until).await?;
-        // The snapshots the answers were computed from (the newest may have been
-        // answered from the version before while a commit is counted).
-        let answered = |a: &KpiResponse| {
-            let id = a
-                .lineage
-                .as_ref()
-                .map(|l| l.snapshot.as_str())
-                .unwrap_or("");
-            SnapshotId::parse(id).map(At::Snapshot)
-        };
-        let (since, _) = self
-            .at(&answered(&old).map_err(|e| AnalyticsError::BadRequest(e.to_string()))?)
-            .await?;
-        let (until, past) = self
-            .at(&answered(&new).map_err(|e| AnalyticsError::BadRequest(e.to_string()))?)
-            .await?;
-        let refd = match &past {
-            Some(past) => load_reference(&past.references, &until).await?,
-            None => self.reference(&until).await?,
-        };
-        let work = restatement::restate(
-            &req,
-            scope,
-            &old,
-            &new,
-            &since,
-            &until,
-            &refd,
-            self.settings.tz,
-        );
-        match tokio::time::timeout(self.settings.kpi_limits.timeout, work).await {
-            Ok(restated) => restated,
-            Err(_) => Err(AnalyticsError::Cancelled(format!(
-                "counting the changes took longer than the {} s limit and was stopped: ask \
-                 about a shorter range, a higher level or a smaller area",
-                self.settings.kpi_limits.timeout.as_secs()
-            ))),
-        }
-    }
-
-    /// The snapshot `at` names, and when it is not the current one, the past snapshot
-    /// it is answered from (with rollups and reference data of its own).
-    async fn at(&self, at: &At) -> Result<(Arc<Snapshot>, Option<Arc<Past>>), AnalyticsError> {
-        let current = self.snapshot().await?;
-        let id = match at {
-            At::Latest => return Ok((current, None)),
-            At::Snapshot(id) => id.clone(),
-            At::Instant(t) => self.house.lock().await.id_at(*t).await?,
-        };
-        if id == current.id {
-            return Ok((current, None));
-        }
-        let house = self.house.lock().await;
-        if let Some(past) = self.pasts.get(&id) {
-            if house.intact(&past.snapshot).await {
-                return Ok((past.snapshot.clone(), Some(past)));
-            }
-            self.pasts.forget(&id);
-        }
-        let snapshot = Arc::new(house.at(&id).await?);
-        drop(house);
-        let past = Arc::new(Past::new(snapshot.clone(), self.settings.tz));
-        self.pasts.keep(past.clone());
-        Ok((snapshot, Some(past)))
-    }
-
-    /// The lineage of answers computed from `snapshot`.
-    pub fn lineage(&self, snapshot: &Snapshot) -> Lineage {
-        Lineage::new(&snapshot.commits, &snapshot.id, self.settings.tz.name())
-    }
-
-    async fn kpi_from(
-        &self,
-        req: &KpiRequest,
-        scope: &Scope,
-        exact: bool,
-        at: &At,
-    ) -> Result<Arc<KpiResponse>, AnalyticsError> {
-        req.validate()?;
-        let (current, past) = self.at(at).await?;
-        // Asked of named versions (`at` not the newest), it is answered from those.
-        let snapshot = if exact || *at != At::Latest {
-            current.clone()
-        } else {
-            self.answering(req.kpi, current.clone())
-        };
-        let cached = !exact && past.is_none();
-        let key = cache_key(&snapshot, req, scope);
-        if cached && let Some(hit) = self.cache.lock().expect("not poisoned").get(&key) {
-            return Ok(hit.clone());
-        }
-        let (rollups, refd) = match &past {
-            Some(past) => (
-                past.rollups.clone(),
-                load_reference(&past.references, &snapshot).await?,
-            ),
-            None => (self.rollups.clone(), self.reference(&snapshot).await?),
-        };
-        self.check_size(&refd, req, scope)?;
-        let limits = &self.settings.kpi_limits;
-        let tz = self.settings.tz;
-        let work = async {
-            if exact {
-                let ctx = snapshot.context_on(snapshot.runtime_with_memory(limits.memory_bytes)?);
-                kpi::answer(Source::Exact(&ctx), &refd, req, scope, tz).await
-            } else {
-                let rollup = rollups.for_kpi(req.kpi, &snapshot, &refd).await?;
-                kpi::answer(Source::Rollup(&rollup), &refd, req, scope, tz).await
-            }
-        };
-        let answer = match tokio::time::timeout(limits.timeout, work).await {
-            Ok(answer) => {
-                let mut answer = answer.map_err(crate::sql::limit_error)?;
-                answer.data_from = snapshot.span.data_from;
-                answer.data_through = snapshot.span.data_through;
-                answer.lineage = Some(self.lineage(&snapshot));
-                Arc::new(answer)
-            }
-            Err(_) => {
-                return Err(AnalyticsError::Cancelled(format!(
-                    "the question took longer than its {} s limit and was stopped: ask for \
-                     a coarser granularity, a higher level or a shorter range",
-                    limits.timeout.as_secs()
-                )));
-            }
-        };
-        if !cached {
-            return Ok(answer);
-        }
-        if !Arc::ptr_eq(&snapshot, &current) {
-            // An answer of the version before: not kept (the current one's are soon).
-            return Ok(answer);
-        }
-        *self.ready.lock().expect("not poisoned") = Some(current);
-        self.cache.lock().expect("not poisoned").insert(
-            snapshot.version_key(),
-            key,
-            answer.clone(),
-            self.settings.cache_rows,
-        );
-        Ok(answer)
-    }
-
-    /// How often a KPI rollup was updated from a commit's changes instead of being built
-    /// from every row (for logs and tests).
-    pub fn rollup_updates(&self) -> u64 {
-        self.rollups.updates()
-    }
-
     /// The data-quality report for a caller limited to `scope`.
     pub async fn quality(&self, scope: &Scope) -> Result<QualityReport, AnalyticsError> {
         let snapshot = self.snapshot().await?;
@@ -535,80 +293,6 @@ impl Analytics {
         let area = kpi::frame::unit_areas(refd, Level::Unit, std::slice::from_ref(scope));
         kpi::frame::register_areas(ctx, refd, &area)?;
         Ok("e.unit_id IN (SELECT unit_id FROM q_area)".into())
-    }
-
-    /// Run an analyst's read-only SQL over the published tables, restricted to `scope`
-    /// (see `sql` and `wall`).
-    pub async fn sql(
-        &self,
-        query: &str,
-        scope: &Scope,
-        limits: &SqlLimits,
-    ) -> Result<SqlResult, AnalyticsError> {
-        self.sql_at(query, scope, limits, &At::Latest).await
-    }
-
-    /// `sql` over the versions `at` names; the result carries their lineage.
-    pub async fn sql_at(
-        &self,
-        query: &str,
-        scope: &Scope,
-        limits: &SqlLimits,
-        at: &At,
-    ) -> Result<SqlResult, AnalyticsError> {
-        let statement = sql::check_read_only(query)?;
-        let (ctx, lineage) = self.sql_session_at(scope, limits, at).await?;
-        let mut result = sql::run_checked(&ctx, statement, limits).await?;
-        result.lineage = Some(lineage);
-        Ok(result)
-    }
-
-    /// An analyst's session over the lake's current snapshot, restricted to `scope`,
-    /// within `limits`' memory (see `sql::session`): what `sql` runs a query in, and
-    /// what the Postgres wire plans and runs each statement in (`sql::plan`,
-    /// `sql::execute`), so that both meet the same walls.
-    pub async fn sql_session(
-        &self,
-        scope: &Scope,
-        limits: &SqlLimits,
-    ) -> Result<datafusion::prelude::SessionContext, AnalyticsError> {
-        Ok(self.sql_session_at(scope, limits, &At::Latest).await?.0)
-    }
-
-    /// `sql_session` over the versions `at` names, and their lineage. The wall is of
-    /// the current units: a unit of the past is still a unit now (events are never
-    /// taken back), so the scope's units now include all it had then.
-    pub async fn sql_session_at(
-        &self,
-        scope: &Scope,
-        limits: &SqlLimits,
-        at: &At,
-    ) -> Result<(datafusion::prelude::SessionContext, Lineage), AnalyticsError> {
-        let current = self.snapshot().await?;
-        let units = self.scope_units(&current, scope).await?;
-        let (snapshot, _) = self.at(at).await?;
-        let ctx = sql::session(snapshot.runtime_with_memory(limits.memory_bytes)?, limits)?;
-        snapshot.publish_into(&ctx, units).await?;
-        sql::add_local_dates(&ctx, self.settings.tz.name()).await?;
-        Ok((ctx, self.lineage(&snapshot)))
-    }
-
-    /// The units of `scope` for the wall (`None`: the city, no wall needed).
-    async fn scope_units(
-        &self,
-        snapshot: &Arc<Snapshot>,
-        scope: &Scope,
-    ) -> Result<Option<Arc<ScopeUnits>>, AnalyticsError> {
-        if *scope == Scope::City {
-            return Ok(None);
-        }
-        let refd = self.reference(snapshot).await?;
-        let ids = refd
-            .units
-            .iter()
-            .filter(|u| scope.contains(u))
-            .map(|u| u.id.clone());
-        Ok(Some(Arc::new(ScopeUnits::new(scope.to_string(), ids))))
     }
 
     /// The units of `scope` as of `date`'s end (`None`: now), for the unit tree.
@@ -700,38 +384,6 @@ fn snapshot_id(snapshot: &Snapshot) -> String {
     format!("{:016x}", h.finish())
 }
 
-/// Answers to KPI questions, (version key, question, scope) → answer, for one set of
-/// table versions: an answer of other versions can never be asked for again once a
-/// commit moved them, and a day × unit answer holds tens of thousands of rows, so
-/// keeping old ones (or thousands of new ones) is what made a server answering
-/// questions nobody asked before grow by gigabytes. Cleared when the versions move and
-/// when the rows kept would pass the bound; answers are cheap to count again.
-#[derive(Default)]
-struct Answers {
-    versions: String,
-    answers: HashMap<String, Arc<KpiResponse>>,
-    rows: usize,
-}
-
-impl Answers {
-    fn get(&self, key: &str) -> Option<Arc<KpiResponse>> {
-        self.answers.get(key).cloned()
-    }
-
-    fn insert(&mut self, versions: String, key: String, answer: Arc<KpiResponse>, max_rows: usize) {
-        let rows = answer.rows.len();
-        if self.versions != versions || self.rows + rows > max_rows {
-            self.answers.clear();
-            self.rows = 0;
-            self.versions = versions;
-        }
-        if rows <= max_rows {
-            self.rows += rows;
-            self.answers.insert(key, answer);
-        }
-    }
-}
-
 /// Which versions reference data is read from.
 fn reference_key(snapshot: &Snapshot) -> String {
     format!(
@@ -759,10 +411,6 @@ async fn load_reference(
         .await
 }
 
-fn cache_key(snapshot: &Snapshot, req: &KpiRequest, scope: &Scope) -> String {
-    format!("{}|{req:?}|{scope}", snapshot.version_key())
-}
-
 /// A unit of the tree, as of a date.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct UnitView {
@@ -775,40 +423,4 @@ pub struct UnitView {
     pub street_code: String,
     pub open: bool,
     pub residents: i64,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn answer(rows: usize) -> Arc<KpiResponse> {
-        let row = serde_json::json!({"period": "2024-01-01", "area": "u1", "value": 1,
-            "numerator": null, "denominator": null});
-        Arc::new(
-            serde_json::from_value(serde_json::json!({
-                "kpi": "service_hours", "from": "2024-01-01", "to": "2024-01-31",
-                "granularity": "day", "level": "unit", "area": null,
-                "rows": vec![row; rows],
-            }))
-            .unwrap(),
-        )
-    }
-
-    #[test]
-    fn answers_are_kept_for_the_current_versions_and_within_their_rows() {
-        let mut cache = Answers::default();
-        cache.insert("v1".into(), "a".into(), answer(40), 100);
-        cache.insert("v1".into(), "b".into(), answer(50), 100);
-        assert!(cache.get("a").is_some() && cache.get("b").is_some());
-        // Past the bound: the old answers go, the new one stays.
-        cache.insert("v1".into(), "c".into(), answer(20), 100);
-        assert!(cache.get("a").is_none() && cache.get("c").is_some());
-        assert_eq!(cache.rows, 20);
-        // New versions: answers of the old ones can never be asked for again.
-        cache.insert("v2".into(), "d".into(), answer(1), 100);
-        assert!(cache.get("c").is_none() && cache.get("d").is_some());
-        // An answer larger than the bound is not kept at all.
-        cache.insert("v2".into(), "e".into(), answer(101), 100);
-        assert!(cache.get("e").is_none());
-    }
 }
