@@ -275,9 +275,37 @@ fn tokens_and_roles() {
         http(a, "GET", "/metrics", Some("d3-viewer"), &[], b"").0,
         403
     );
-    let (status, _, metrics) = http(a, "GET", "/metrics", Some("city-admin"), &[], b"");
+    // One KPI answer and one SQL answer, then the metrics: every name of before, and
+    // the answer-time histograms having counted them, in the OpenMetrics text.
+    let kpi = "/v1/kpis/service_hours?from=2024-03-01&to=2024-03-31";
+    assert_eq!(get_json(a, kpi, "city-admin").0, 200);
+    assert_eq!(sql(a, "city-admin", "SELECT 1").0, 200);
+    let (status, head, metrics) = http(a, "GET", "/metrics", Some("city-admin"), &[], b"");
     assert_eq!(status, 200);
-    assert!(String::from_utf8_lossy(&metrics).contains("wenming_http_requests_total"));
+    assert!(head.contains("application/openmetrics-text"), "{head}");
+    let metrics = String::from_utf8_lossy(&metrics);
+    for name in [
+        "wenming_http_requests_total ",
+        "wenming_http_server_errors_total ",
+        "wenming_sql_slots_free ",
+        "wenming_kpi_slots_free ",
+        "# TYPE wenming_kpi_answer_seconds histogram",
+        "# UNIT wenming_kpi_answer_seconds seconds",
+        "wenming_kpi_answer_seconds_bucket{le=\"0.005\"}",
+        "# TYPE wenming_sql_answer_seconds histogram",
+    ] {
+        assert!(metrics.contains(name), "{name} in {metrics}");
+    }
+    let count = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} in {metrics}"))
+    };
+    assert!(count("wenming_kpi_answer_seconds_count") >= 1);
+    assert!(count("wenming_sql_answer_seconds_count") >= 1);
+    assert!(metrics.trim_end().ends_with("# EOF"), "{metrics}");
 }
 
 /// Every token sees exactly the units of its scope, through every reading endpoint.

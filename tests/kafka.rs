@@ -549,6 +549,12 @@ async fn sigterm_commits_the_batch_in_hand_and_metrics_reconcile() {
     let rejected = metric(&metrics, "wenming_ingest_rejected_total").unwrap();
     assert_eq!(lines, pending + dups + rejected, "{metrics}");
     assert_eq!(pending, expected.distinct);
+    for name in [
+        "# TYPE wenming_ingest_commit_seconds histogram",
+        "wenming_ingest_commit_seconds_count 0",
+    ] {
+        assert!(metrics.contains(name), "{name} in {metrics}");
+    }
 
     let pid = child.id().to_string();
     assert!(

@@ -49,6 +49,8 @@ pub struct AppState {
     pub exports: Arc<crate::exports::Exports>,
     pub requests: AtomicU64,
     pub errors: AtomicU64,
+    /// Answer-time histograms for /metrics.
+    pub answer_times: crate::metrics::AnswerTimes,
 }
 
 impl AppState {

@@ -27,6 +27,7 @@ pub mod cron;
 pub mod error;
 pub mod exports;
 pub mod gateway;
+pub mod metrics;
 pub mod postgres;
 pub mod restatement;
 pub mod routes;

@@ -1,4 +1,5 @@
-//! Ingest counters, exposed as Prometheus text and printed at exit.
+//! Ingest counters, exposed in the OpenMetrics text format (`prometheus-client`) and
+//! printed at exit.
 //!
 //! They reconcile at every moment a flush is not in progress:
 //! `read = stored + duplicates + rejected + already_stored + pending`, where `pending` is
@@ -6,14 +7,22 @@
 //! the lake already).
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-#[derive(Debug, Default)]
+/// The media type of the OpenMetrics text `render` writes.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Debug)]
 pub struct Metrics {
     pub read: AtomicU64,
     pub stored: AtomicU64,
@@ -34,6 +43,35 @@ pub struct Metrics {
     pub rejected_by_reason: Mutex<BTreeMap<String, u64>>,
     /// Consumer lag per partition, from librdkafka's statistics.
     pub lag: Mutex<BTreeMap<i32, i64>>,
+    /// Seconds from a flush's start until all its commits landed.
+    pub commit_seconds: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            read: Default::default(),
+            stored: Default::default(),
+            duplicates: Default::default(),
+            rejected: Default::default(),
+            already_stored: Default::default(),
+            pending: Default::default(),
+            dropped_for_replay: Default::default(),
+            dlq_sent: Default::default(),
+            commits: Default::default(),
+            flushes: Default::default(),
+            stale_commits: Default::default(),
+            compactions: Default::default(),
+            rejected_by_reason: Default::default(),
+            lag: Default::default(),
+            commit_seconds: seconds_histogram(),
+        }
+    }
+}
+
+/// Buckets from 5 ms to about 80 s, doubling: answers and commits alike.
+pub fn seconds_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.005, 2.0, 15))
 }
 
 /// A point-in-time copy of the counters.
@@ -77,10 +115,10 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text exposition format.
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        let counters: [(&str, &str, &AtomicU64); 12] = [
+    /// The counters, the buffer's gauge, the lag per partition and the commit latency,
+    /// into `registry` (the API's `/metrics` adds them to its own).
+    pub fn register(&self, registry: &mut Registry) {
+        let counters: [(&str, &str, &AtomicU64); 11] = [
             ("read", "Kafka messages read", &self.read),
             ("stored", "Events committed to the lake", &self.stored),
             ("duplicates", "Re-sent events skipped", &self.duplicates),
@@ -116,34 +154,43 @@ impl Metrics {
                 "Background compactions run",
                 &self.compactions,
             ),
-            (
-                "pending",
-                "Events buffered, not yet committed",
-                &self.pending,
-            ),
         ];
         for (name, help, value) in counters {
-            let kind = if name == "pending" {
-                "gauge"
-            } else {
-                "counter"
-            };
-            let suffix = if kind == "counter" { "_total" } else { "" };
-            let _ = writeln!(out, "# HELP wenming_ingest_{name}{suffix} {help}.");
-            let _ = writeln!(out, "# TYPE wenming_ingest_{name}{suffix} {kind}");
-            let _ = writeln!(out, "wenming_ingest_{name}{suffix} {}", value.load(Relaxed));
-        }
-        let _ = writeln!(
-            out,
-            "# HELP wenming_ingest_consumer_lag Messages behind the partition end."
-        );
-        let _ = writeln!(out, "# TYPE wenming_ingest_consumer_lag gauge");
-        for (partition, lag) in self.lag.lock().expect("lag lock").iter() {
-            let _ = writeln!(
-                out,
-                "wenming_ingest_consumer_lag{{partition=\"{partition}\"}} {lag}"
+            registry.register(
+                format!("wenming_ingest_{name}"),
+                help,
+                ConstCounter::new(value.load(Relaxed)),
             );
         }
+        registry.register(
+            "wenming_ingest_pending",
+            "Events buffered, not yet committed",
+            ConstGauge::new(self.pending.load(Relaxed) as i64),
+        );
+        let lag = Family::<Vec<(String, String)>, Gauge>::default();
+        for (partition, behind) in self.lag.lock().expect("lag lock").iter() {
+            lag.get_or_create(&vec![("partition".into(), partition.to_string())])
+                .set(*behind);
+        }
+        registry.register(
+            "wenming_ingest_consumer_lag",
+            "Messages behind the partition end",
+            lag,
+        );
+        registry.register_with_unit(
+            "wenming_ingest_commit",
+            "Time from a flush's start until all its commits landed",
+            Unit::Seconds,
+            self.commit_seconds.clone(),
+        );
+    }
+
+    /// The OpenMetrics text of these metrics alone (`wenming ingest --metrics`).
+    pub fn render(&self) -> String {
+        let mut registry = Registry::default();
+        self.register(&mut registry);
+        let mut out = String::new();
+        encode(&mut out, &registry).expect("writing to a String");
         out
     }
 }
@@ -167,7 +214,7 @@ pub async fn serve(
                 let _ = stream.read(&mut request).await;
                 let body = metrics.render();
                 let response = format!(
-                    "HTTP/1.0 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\n\r\n{body}",
+                    "HTTP/1.0 200 OK\r\ncontent-type: {CONTENT_TYPE}\r\ncontent-length: {}\r\n\r\n{body}",
                     body.len()
                 );
                 let _ = stream.write_all(response.as_bytes()).await;

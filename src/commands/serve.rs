@@ -346,6 +346,7 @@ fn run(mut config: Config, demo: Option<Demo>) -> anyhow::Result<ExitCode> {
             ingest_running: ingest_thread.as_ref().map(|(_, running)| running.clone()),
             exports,
             requests: AtomicU64::new(0),
+            answer_times: Default::default(),
             errors: AtomicU64::new(0),
         });
         let no_tokens = state.tokens.is_empty();

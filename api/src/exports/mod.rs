@@ -76,6 +76,29 @@ pub struct ManifestFile {
     pub rows: usize,
 }
 
+impl ManifestFile {
+    /// Write `bytes` to `path` (atomically) and describe the file for the manifest.
+    fn written(
+        path: &Path,
+        name: String,
+        format: &str,
+        bytes: &[u8],
+        rows: usize,
+    ) -> Result<ManifestFile, ExportError> {
+        write_atomically(path, bytes)?;
+        Ok(ManifestFile {
+            name,
+            format: format.to_string(),
+            sha256: Sha256::digest(bytes)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+            bytes: bytes.len() as u64,
+            rows,
+        })
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Manifest {
     pub export: String,
@@ -267,17 +290,7 @@ impl Exports {
                     message: m,
                 })?,
             };
-            write_atomically(&path, &bytes)?;
-            files.push(ManifestFile {
-                name: file,
-                format: format.clone(),
-                sha256: Sha256::digest(&bytes)
-                    .iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect(),
-                bytes: bytes.len() as u64,
-                rows,
-            });
+            files.push(ManifestFile::written(&path, file, format, &bytes, rows)?);
         }
         // Against the run before (its manifest, about to be replaced): what moved since.
         let sheet = format!("{}_{}_restatement.csv", export.name, period);
@@ -288,19 +301,15 @@ impl Exports {
                 let restated =
                     crate::restatement::restate(&self.analytics, &questions, &scope, &before, &now)
                         .await?;
-                let path = dir.join(&sheet);
                 let (bytes, rows) = crate::restatement::csv(&restated)?;
-                write_atomically(&path, &bytes)?;
-                files.push(ManifestFile {
-                    name: sheet.clone(),
-                    format: "restatement".into(),
-                    sha256: Sha256::digest(&bytes)
-                        .iter()
-                        .map(|b| format!("{b:02x}"))
-                        .collect(),
-                    bytes: bytes.len() as u64,
+                let path = dir.join(&sheet);
+                files.push(ManifestFile::written(
+                    &path,
+                    sheet.clone(),
+                    "restatement",
+                    &bytes,
                     rows,
-                });
+                )?);
                 Some(before.to_string())
             }
             _ => {

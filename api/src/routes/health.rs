@@ -1,7 +1,6 @@
 //! `GET /healthz` (the process answers), `GET /readyz` (the lake was readable at the last
-//! look and ingest runs), `GET /metrics` (Prometheus text, admin tokens only).
+//! look and ingest runs), `GET /metrics` (OpenMetrics text, admin tokens only).
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -47,31 +46,12 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Result<Response, ApiE
     .into_response())
 }
 
-/// Prometheus text, for admins: the counts are the whole city's.
+/// The metrics (OpenMetrics text), for admins: the counts are the whole city's.
 pub async fn metrics(
     State(state): State<Arc<AppState>>,
     caller: Caller,
 ) -> Result<Response, ApiError> {
     caller.require(Permission::Metrics)?;
-    let mut out = String::new();
-    let _ = writeln!(out, "# TYPE wenming_http_requests_total counter");
-    let _ = writeln!(
-        out,
-        "wenming_http_requests_total {}",
-        state.requests.load(Relaxed)
-    );
-    let _ = writeln!(out, "# TYPE wenming_http_server_errors_total counter");
-    let _ = writeln!(
-        out,
-        "wenming_http_server_errors_total {}",
-        state.errors.load(Relaxed)
-    );
-    let _ = writeln!(out, "# TYPE wenming_sql_slots_free gauge");
-    let _ = writeln!(out, "wenming_sql_slots_free {}", state.sql_slots.free());
-    let _ = writeln!(out, "# TYPE wenming_kpi_slots_free gauge");
-    let _ = writeln!(out, "wenming_kpi_slots_free {}", state.kpi_slots.free());
-    if let Some(m) = &state.ingest_metrics {
-        out.push_str(&m.render());
-    }
-    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
+    let body = crate::metrics::render(&state);
+    Ok(([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], body).into_response())
 }

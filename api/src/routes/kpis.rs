@@ -125,6 +125,7 @@ pub async fn kpi(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     caller.require(Permission::ReadKpis)?;
+    let started = std::time::Instant::now();
     let Query(p) = query?;
     let asked_format = p.format.clone();
     let at = p.at()?;
@@ -156,6 +157,10 @@ pub async fn kpi(
             .await?
         }
     };
+    state
+        .answer_times
+        .kpi
+        .observe(started.elapsed().as_secs_f64());
     let name = format!("{}_{}_{}", answer.kpi, answer.from, answer.to);
     let Some(format) = format else {
         let (bytes, _) = crate::exports::xlsx(&[(kpi, answer.clone())])

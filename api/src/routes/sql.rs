@@ -32,6 +32,7 @@ pub async fn sql(
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
     caller.require(Permission::Sql)?;
+    let started = std::time::Instant::now();
     let body = body?;
     let body: SqlBody = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(format!(
@@ -50,6 +51,10 @@ pub async fn sql(
     })
     .await?;
     let bytes = encode::batches(format, &result.schema, &result.batches)?;
+    state
+        .answer_times
+        .sql
+        .observe(started.elapsed().as_secs_f64());
     let mut resp = ([(header::CONTENT_TYPE, content_type(format))], bytes).into_response();
     super::kpis::lineage_headers(&mut resp, result.lineage.as_ref());
     if let Some(cut) = result.truncated {

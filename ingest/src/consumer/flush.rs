@@ -160,6 +160,9 @@ impl Pipeline {
             self.drop_buffer();
             return Err(e);
         }
+        self.metrics
+            .commit_seconds
+            .observe(flight.started.elapsed().as_secs_f64());
         tracing::debug!(
             started = ?flight.started.elapsed(),
             waited = ?waited.elapsed(),
