@@ -48,7 +48,7 @@ const ROUTES: &[Route] = &[
         summary: "Prometheus metrics (admin tokens)",
         auth: true,
         params: &[],
-        ok: "text",
+        ok: "metrics",
         body: None,
     },
     Route {
@@ -253,7 +253,7 @@ fn schema_of(kind: &str, kpis: &[String]) -> Value {
         "instant" => json!({"type": "string", "format": "date-time",
             "description": "answer from the table versions current at this instant"}),
         "month" => json!({"type": "string", "pattern": "^[1-9][0-9]{3}-(0[1-9]|1[0-2])$"}),
-        "text" => json!({"type": "string"}),
+        "text" | "metrics" => json!({"type": "string"}),
         "binary" => json!({"type": "string", "format": "binary"}),
         "object" => json!({"type": "object"}),
         "array" => json!({"type": "array"}),
@@ -272,6 +272,7 @@ pub fn document(kpis: &[String]) -> Value {
             .collect();
         let ok_type = match r.ok {
             "text" => "text/plain",
+            "metrics" => "application/openmetrics-text",
             "binary" => "application/octet-stream",
             "events" => "text/event-stream",
             _ => "application/json",
