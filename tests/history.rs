@@ -131,6 +131,26 @@ fn until_moved(s: &Server, old: &str) -> Value {
     }
 }
 
+/// `wenming kpi service_hours` for March 2024 by district over the server's lake, with
+/// `extra` flags; its standard output.
+fn march_cli(s: &Server, extra: &[&str]) -> String {
+    let lake = s.lake();
+    let mut args = vec![
+        "kpi",
+        "service_hours",
+        "--lake",
+        lake.to_str().unwrap(),
+        "--from",
+        "2024-03-01",
+        "--to",
+        "2024-03-31",
+        "--level",
+        "district",
+    ];
+    args.extend_from_slice(extra);
+    ok(&wenming(&args))
+}
+
 fn sha256(bytes: &[u8]) -> String {
     <sha2::Sha256 as sha2::Digest>::digest(bytes)
         .iter()
@@ -201,21 +221,7 @@ fn a_reported_number_is_reproduced_and_its_restatement_explained_on_every_surfac
             .collect()
     };
     let first_run = shas(&manifest);
-    let cli = wenming(&[
-        "kpi",
-        "service_hours",
-        "--lake",
-        s.lake().to_str().unwrap(),
-        "--from",
-        "2024-03-01",
-        "--to",
-        "2024-03-31",
-        "--level",
-        "district",
-        "--format",
-        "json",
-    ]);
-    let cli: Value = serde_json::from_str(&ok(&cli)).unwrap();
+    let cli: Value = serde_json::from_str(&march_cli(&s, &["--format", "json"])).unwrap();
     assert_eq!(cli["lineage"], lineage, "the CLI names the same snapshot");
 
     // Late events and corrections for March land.
@@ -249,23 +255,8 @@ fn a_reported_number_is_reproduced_and_its_restatement_explained_on_every_surfac
     assert_eq!(sql_then.json()[0]["n"], 2, "{}", sql_then.text());
     assert_eq!(sql_then.headers["wenming-snapshot"], snapshot.as_str());
     assert_eq!(s.sql("city-admin", count).json()[0]["n"], 5);
-    let cli_then = wenming(&[
-        "kpi",
-        "service_hours",
-        "--lake",
-        s.lake().to_str().unwrap(),
-        "--from",
-        "2024-03-01",
-        "--to",
-        "2024-03-31",
-        "--level",
-        "district",
-        "--format",
-        "json",
-        "--snapshot",
-        &snapshot,
-    ]);
-    let cli_then: Value = serde_json::from_str(&ok(&cli_then)).unwrap();
+    let cli_then = march_cli(&s, &["--format", "json", "--snapshot", &snapshot]);
+    let cli_then: Value = serde_json::from_str(&cli_then).unwrap();
     assert_eq!(cli_then, cli, "the CLI reproduces it too");
 
     // The export re-run from its manifest's snapshot: the same files; run on the newest
@@ -367,20 +358,7 @@ fn a_reported_number_is_reproduced_and_its_restatement_explained_on_every_surfac
     );
 
     // The CLI's restatement.
-    let cli_changes = ok(&wenming(&[
-        "kpi",
-        "service_hours",
-        "--lake",
-        s.lake().to_str().unwrap(),
-        "--from",
-        "2024-03-01",
-        "--to",
-        "2024-03-31",
-        "--level",
-        "district",
-        "--changes-since",
-        &snapshot,
-    ]));
+    let cli_changes = march_cli(&s, &["--changes-since", &snapshot]);
     assert!(cli_changes.contains("2 cell(s) changed"), "{cli_changes}");
     assert!(cli_changes.contains("late 1, amended 1"), "{cli_changes}");
     assert!(cli_changes.contains("revoked 1"), "{cli_changes}");
