@@ -409,9 +409,7 @@ impl Exports {
                         data_through = ?fresh.span.data_through,
                         "export skipped: the lake has no data for the period yet"
                     );
-                    if let Err(e) = std::fs::write(&marker, fired.timestamp().to_string()) {
-                        tracing::warn!(export = %export.name, error = %e, "cannot record the run");
-                    }
+                    record_fire(&export.name, &marker, fired.timestamp());
                     continue;
                 }
                 match self
@@ -420,9 +418,7 @@ impl Exports {
                 {
                     Ok(m) => {
                         tracing::info!(export = %export.name, period = %period, files = m.files.len(), "export written");
-                        if let Err(e) = std::fs::write(&marker, fired.timestamp().to_string()) {
-                            tracing::warn!(export = %export.name, error = %e, "cannot record the run");
-                        }
+                        record_fire(&export.name, &marker, fired.timestamp());
                     }
                     Err(e) => {
                         tracing::error!(export = %export.name, period = %period, error = %e, "export failed")
@@ -541,6 +537,18 @@ pub fn scheduled_period(kind: &str, day: NaiveDate) -> String {
             let prev = day.with_day(1).expect("day 1") - chrono::Duration::days(1);
             format!("{}-{:02}", prev.year(), prev.month())
         }
+    }
+}
+
+/// Note that the fire time `at` was dealt with (run, or skipped for want of data), in
+/// the export's folder, made if the export never wrote there yet.
+fn record_fire(name: &str, marker: &Path, at: i64) {
+    let written = marker
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| std::fs::write(marker, at.to_string()));
+    if let Err(e) = written {
+        tracing::warn!(export = %name, error = %e, "cannot record the run");
     }
 }
 
