@@ -167,8 +167,12 @@ impl Lakehouse {
 
     /// `table` loaded at `version`, if its log entry and every file of it still exist.
     async fn table_at(&self, table: &'static str, version: u64) -> Option<DeltaTable> {
-        let url = deltalake::ensure_table_uri(self.root().join(table).to_string_lossy()).ok()?;
-        let loaded = deltalake::open_table_with_version(url, version)
+        let loaded = self
+            .root()
+            .table_builder(table)
+            .ok()?
+            .with_version(version as _)
+            .load()
             .await
             .ok()?;
         files_exist(&loaded).await.then_some(loaded)

@@ -6,7 +6,7 @@
 //! versions are the cache key of its answer.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+
 use std::sync::Arc;
 
 use datafusion::catalog::view::ViewTable;
@@ -20,6 +20,7 @@ use datafusion::common::{Column, JoinType};
 use datafusion::logical_expr::{LogicalPlan, col};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use deltalake::DeltaTable;
+use wenming_ingest::location::Location;
 use wenming_schemas::Family;
 use wenming_schemas::lake::table_schema;
 
@@ -33,7 +34,9 @@ use crate::wall::{ScopeUnits, ScopedTable};
 #[derive(Debug, thiserror::Error)]
 pub enum LakehouseError {
     #[error("cannot read the lake at {path}: {message}")]
-    Path { path: PathBuf, message: String },
+    Path { path: String, message: String },
+    #[error(transparent)]
+    Location(#[from] wenming_ingest::location::LocationError),
     #[error("cannot read table {table}: {source}")]
     Delta {
         table: &'static str,
@@ -127,12 +130,12 @@ pub struct Snapshot {
     /// The current-state views, each with the version of the raw table it reads.
     views: BTreeMap<&'static str, (Option<u64>, Arc<Materialized>)>,
     runtime: Arc<RuntimeEnv>,
-    root: PathBuf,
+    root: Location,
 }
 
 /// The lake at `root`, and its latest snapshot.
 pub struct Lakehouse {
-    root: PathBuf,
+    root: Location,
     runtime: Arc<RuntimeEnv>,
     deltas: BTreeMap<&'static str, DeltaTable>,
     current: Arc<Snapshot>,
@@ -142,11 +145,13 @@ pub struct Lakehouse {
 
 impl Lakehouse {
     /// Open the lake (a directory that need not hold any table yet).
-    pub async fn open(root: impl AsRef<Path>) -> Result<Lakehouse, LakehouseError> {
-        let root = root.as_ref().to_path_buf();
-        if !root.is_dir() {
+    pub async fn open(root: impl Into<Location>) -> Result<Lakehouse, LakehouseError> {
+        let root: Location = root.into();
+        if let Some(dir) = root.as_local()
+            && !dir.is_dir()
+        {
             return Err(LakehouseError::Path {
-                path: root,
+                path: dir.display().to_string(),
                 message: "no such directory (ingest or import into it first)".into(),
             });
         }
@@ -156,11 +161,11 @@ impl Lakehouse {
             .with_memory_pool(Arc::new(FairSpillPool::new(ENGINE_MEMORY_BYTES)))
             .build_arc()
             .map_err(|e| LakehouseError::Path {
-                path: root.clone(),
+                path: root.to_string(),
                 message: format!("cannot set up the query runtime: {e}"),
             })?;
         let mut house = Lakehouse {
-            root,
+            root: root.clone(),
             runtime: runtime.clone(),
             deltas: BTreeMap::new(),
             current: Arc::new(Snapshot {
@@ -172,7 +177,7 @@ impl Lakehouse {
                 commits: BTreeMap::new(),
                 views: BTreeMap::new(),
                 runtime,
-                root: PathBuf::new(),
+                root: root.clone(),
             }),
             commit_times: Default::default(),
         };
@@ -180,7 +185,7 @@ impl Lakehouse {
         Ok(house)
     }
 
-    pub fn root(&self) -> &Path {
+    pub fn root(&self) -> &Location {
         &self.root
     }
 
@@ -195,12 +200,11 @@ impl Lakehouse {
         let mut changed = self.current.tables.is_empty();
         for family in Family::ALL {
             let name = family.table_name();
-            let path = self.root.join(name);
             let delta = |source| LakehouseError::Delta {
                 table: name,
                 source,
             };
-            if !path.join("_delta_log").is_dir() {
+            if !self.deltas.contains_key(name) && !self.root.has_commits(name).await? {
                 continue;
             }
             match self.deltas.get_mut(name) {
@@ -210,8 +214,7 @@ impl Lakehouse {
                     changed |= table.version() != before;
                 }
                 None => {
-                    let url = deltalake::ensure_table_uri(path.to_string_lossy()).map_err(delta)?;
-                    match DeltaTable::try_from_url(url).await {
+                    match self.root.table_builder(name).map_err(delta)?.load().await {
                         Ok(table) => {
                             self.deltas.insert(name, table);
                             changed = true;
@@ -502,8 +505,8 @@ impl Lakehouse {
 }
 
 impl Snapshot {
-    /// The lake's root directory.
-    pub fn root(&self) -> &Path {
+    /// Where the lake is.
+    pub fn root(&self) -> &Location {
         &self.root
     }
 

@@ -10,23 +10,20 @@ use crate::quality::IngestCounts;
 
 /// The sum over every run recorded for the lake. Unreadable records are skipped with a
 /// warning: they are a report's footnote, not a reason to fail it.
-pub fn ingest_counts(snapshot: &Snapshot) -> IngestCounts {
+pub async fn ingest_counts(snapshot: &Snapshot) -> IngestCounts {
     let mut counts = IngestCounts::default();
-    let Ok(dir) = std::fs::read_dir(snapshot.root().join(RUNS_DIR)) else {
-        return counts;
-    };
-    for entry in dir.flatten() {
-        let path = entry.path();
-        if path.extension().is_none_or(|e| e != "json") {
-            continue;
+    let files = match snapshot.root().read_all(RUNS_DIR, ".json").await {
+        Ok(files) => files,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the run records");
+            return counts;
         }
-        let record: RunRecord = match std::fs::read(&path)
-            .map_err(|e| e.to_string())
-            .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
-        {
+    };
+    for (path, bytes) in files {
+        let record: RunRecord = match serde_json::from_slice(&bytes) {
             Ok(r) => r,
             Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "skipping an unreadable run record");
+                tracing::warn!(%path, error = %e, "skipping an unreadable run record");
                 continue;
             }
         };

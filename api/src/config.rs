@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 
 use serde::Deserialize;
+use wenming_ingest::location::{Location, StoreSettings};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -54,13 +55,41 @@ impl Default for Server {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Lake {
-    pub path: PathBuf,
+    /// A directory, or `s3://bucket/prefix` on an S3-compatible store.
+    pub path: Location,
+    /// The object store's settings; unset ones come from the `AWS_*` environment.
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    pub path_style: Option<bool>,
+    pub allow_http: Option<bool>,
+}
+
+impl Lake {
+    /// The lake's location with its store settings.
+    pub fn location(&self) -> Location {
+        self.path.clone().with_settings(&StoreSettings {
+            endpoint: self.endpoint.clone(),
+            region: self.region.clone(),
+            access_key_id: self.access_key_id.clone(),
+            secret_access_key: self.secret_access_key.clone(),
+            path_style: self.path_style,
+            allow_http: self.allow_http,
+        })
+    }
 }
 
 impl Default for Lake {
     fn default() -> Self {
         Lake {
-            path: "./wenming-data/lake".into(),
+            path: Location::local("./wenming-data/lake"),
+            endpoint: None,
+            region: None,
+            access_key_id: None,
+            secret_access_key: None,
+            path_style: None,
+            allow_http: None,
         }
     }
 }
@@ -385,7 +414,7 @@ scope = "district:330203"
         assert_eq!(c.sql.timeout_secs, 5);
         assert_eq!(c.sql.max_rows, 100_000);
         assert_eq!(c.tokens[0].scope, "district:330203");
-        assert_eq!(c.lake.path, PathBuf::from("./wenming-data/lake"));
+        assert_eq!(c.lake.path, Location::local("./wenming-data/lake"));
         let bad: Result<Config, _> = Config::deserialize(toml::Value::Table(
             "[server]\nlisten_on = 1".parse::<toml::Table>().unwrap(),
         ));

@@ -263,6 +263,7 @@ pub async fn import_file(
         .land(&mut committed, &mut stats)
         .await?;
     run_log.update(&stats.run_counts());
+    run_log.written().await;
     rejects.flush().map_err(ImportError::Rejects)?;
     Ok(stats)
 }

@@ -4,6 +4,7 @@
 //! - [`batch`]: decoded events → Arrow record batches, one per family table.
 //! - [`dedup`]: the window of recent event ids that makes re-sends stored once.
 //! - [`lake`]: Delta tables per family; commits that carry their source positions.
+//! - [`location`]: where the lake is: a directory or an S3-compatible store.
 //! - [`import`]: an NDJSON file into the lake (decode → dedup → route → commit).
 //! - [`consumer`]: Kafka into the lake, exactly once (`wenming ingest`).
 //! - [`fetched`]: the assigned partitions' messages, taken from librdkafka in batches.
@@ -19,6 +20,7 @@ pub mod dlq;
 pub mod fetched;
 pub mod import;
 pub mod lake;
+pub mod location;
 pub mod metrics;
 pub mod ndjson;
 pub mod producer;

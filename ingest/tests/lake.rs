@@ -229,7 +229,7 @@ async fn files_have_row_groups_of_at_most_256_ki_rows_and_no_dictionary_of_uniqu
     lake.commit(Family::Wish, vec![big.clone()], &at("p0", 1, None))
         .await
         .unwrap();
-    let files: Vec<_> = std::fs::read_dir(lake.table_path(Family::Wish))
+    let files: Vec<_> = std::fs::read_dir(dir.path().join(Family::Wish.table_name()))
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
@@ -469,16 +469,16 @@ async fn recent_ids_come_in_ingest_time_order_whatever_the_ranges() {
 async fn versions_follow_the_commits() {
     let dir = tempfile::tempdir().unwrap();
     let lake = Lake::new(dir.path());
-    assert!(lake.versions().values().all(Option::is_none));
+    assert!(lake.versions().await.values().all(Option::is_none));
     lake.ensure_tables().await.unwrap();
-    let created = lake.versions();
+    let created = lake.versions().await;
     assert_eq!(created.len(), Family::ALL.len());
     assert!(created.values().all(|v| *v == Some(0)), "{created:?}");
     let v = lake
         .commit(Family::Wish, vec![wish_batch()], &[])
         .await
         .unwrap();
-    let after = lake.versions();
+    let after = lake.versions().await;
     assert_eq!(after[&Family::Wish], Some(v));
     assert!(v > 0);
     assert_eq!(after.iter().filter(|(_, v)| **v != Some(0)).count(), 1);

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use chrono::{Datelike, NaiveDate};
 use serde::{Deserialize, Serialize};
 use wenming_ingest::lake::Lake;
+use wenming_ingest::location::Location;
 use wenming_ingest::metrics::Metrics;
 
 /// Lines re-sent before the broker's end when an interrupted stream resumes: more than
@@ -129,7 +130,7 @@ fn behind(
 /// has them all already, and reports the progress until the lake has caught up.
 pub fn stream(
     data: PathBuf,
-    lake: PathBuf,
+    lake: Location,
     mut plan: Plan,
     brokers: String,
     topic: String,
@@ -255,7 +256,7 @@ fn generate(plan: &Plan, skip: u64, brokers: &str, topic: &str, stopping: &Atomi
 
 /// What the progress report looks at.
 struct Watch {
-    lake: PathBuf,
+    lake: Location,
     brokers: String,
     topic: String,
     metrics: Arc<Metrics>,
@@ -271,7 +272,7 @@ fn progress(w: &Watch, generating: Option<&AtomicBool>) {
     else {
         return;
     };
-    let lake = Lake::new(&w.lake);
+    let lake = Lake::new(w.lake.clone());
     let started = Instant::now();
     loop {
         for _ in 0..10 {

@@ -36,7 +36,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .len();
     let rejects = File::create(&rejects_path)
         .with_context(|| format!("cannot create {}", rejects_path.display()))?;
-    let lake = Lake::new(&args.lake.path);
+    let lake = Lake::new(args.lake.location());
     let options = ImportOptions {
         batch_rows: args.batch_rows.max(1),
         ..ImportOptions::default()

@@ -81,15 +81,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             stop.store(true, Ordering::Relaxed);
         });
     }
-    let lake = Lake::new(&args.lake.path);
+    let lake = Lake::new(args.lake.location());
     let metrics = Arc::new(Metrics::default());
     eprintln!(
         "ingesting {} at {} (group {}) into {}; rejected messages to {}",
-        options.topic,
-        options.brokers,
-        options.group,
-        args.lake.path.display(),
-        options.dlq_topic
+        options.topic, options.brokers, options.group, args.lake.path, options.dlq_topic
     );
     let summary = consumer::run(&options, &lake, runtime.handle().clone(), stop, metrics)?;
     let c = &summary.counts;

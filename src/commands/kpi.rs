@@ -51,9 +51,9 @@ impl AnalyticsArgs {
     }
 
     pub async fn open(&self) -> anyhow::Result<Analytics> {
-        Analytics::open(&self.lake.path, self.settings()?)
+        Analytics::open(self.lake.location(), self.settings()?)
             .await
-            .with_context(|| format!("cannot open the lake at {}", self.lake.path.display()))
+            .with_context(|| format!("cannot open the lake at {}", self.lake.path))
     }
 }
 

@@ -1,22 +1,75 @@
 //! `wenming lake info|optimize|vacuum`: look after the lake.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use wenming_ingest::lake::{Lake, MIN_VACUUM_RETENTION};
+use wenming_ingest::location::{Location, StoreSettings};
 
-/// The `--lake` option every command that uses the lake takes.
+/// The `--lake` option every command that uses the lake takes, and the settings of an
+/// object store (`[lake]` in wenming.toml; unset ones come from the `AWS_*` environment).
 #[derive(clap::Args)]
 pub struct LakeDir {
-    /// Lake directory: one Delta table per event family (created if missing by the
-    /// commands that write).
+    /// The lake: a directory (one Delta table per event family, created if missing by
+    /// the commands that write) or an S3-compatible store's `s3://bucket/prefix`.
     #[arg(
         long = "lake",
         env = "WENMING_LAKE__PATH",
         default_value = "./wenming-data/lake"
     )]
-    pub path: PathBuf,
+    pub path: Location,
+    /// Object store endpoint, e.g. http://minio:9000 (default: AWS_ENDPOINT_URL, or AWS).
+    #[arg(
+        long = "lake-endpoint",
+        env = "WENMING_LAKE__ENDPOINT",
+        hide_short_help = true
+    )]
+    pub endpoint: Option<String>,
+    /// Object store region (default: AWS_REGION).
+    #[arg(
+        long = "lake-region",
+        env = "WENMING_LAKE__REGION",
+        hide_short_help = true
+    )]
+    pub region: Option<String>,
+    /// Access key id (default: AWS_ACCESS_KEY_ID).
+    #[arg(
+        long = "lake-access-key-id",
+        env = "WENMING_LAKE__ACCESS_KEY_ID",
+        hide_short_help = true
+    )]
+    pub access_key_id: Option<String>,
+    /// Secret access key: environment or file only, never a flag (it would show in ps).
+    #[arg(skip = std::env::var("WENMING_LAKE__SECRET_ACCESS_KEY").ok())]
+    pub secret_access_key: Option<String>,
+    /// Path-style bucket addressing (MinIO and most self-hosted stores).
+    #[arg(
+        long = "lake-path-style",
+        env = "WENMING_LAKE__PATH_STYLE",
+        hide_short_help = true
+    )]
+    pub path_style: Option<bool>,
+    /// Allow a plain-HTTP endpoint.
+    #[arg(
+        long = "lake-allow-http",
+        env = "WENMING_LAKE__ALLOW_HTTP",
+        hide_short_help = true
+    )]
+    pub allow_http: Option<bool>,
+}
+
+impl LakeDir {
+    /// The lake's location with the store settings given.
+    pub fn location(&self) -> Location {
+        self.path.clone().with_settings(&StoreSettings {
+            endpoint: self.endpoint.clone(),
+            region: self.region.clone(),
+            access_key_id: self.access_key_id.clone(),
+            secret_access_key: self.secret_access_key.clone(),
+            path_style: self.path_style,
+            allow_http: self.allow_http,
+        })
+    }
 }
 
 #[derive(clap::Subcommand)]
@@ -57,14 +110,14 @@ pub enum LakeCommand {
 
 pub fn run(command: LakeCommand) -> anyhow::Result<ExitCode> {
     match command {
-        LakeCommand::Info { lake } => info(lake.path),
-        LakeCommand::Optimize { lake, target_mib } => optimize(lake.path, target_mib),
+        LakeCommand::Info { lake } => info(lake.location()),
+        LakeCommand::Optimize { lake, target_mib } => optimize(lake.location(), target_mib),
         LakeCommand::Vacuum {
             lake,
             retention_hours,
             dry_run,
             force,
-        } => vacuum(lake.path, retention_hours, dry_run, force),
+        } => vacuum(lake.location(), retention_hours, dry_run, force),
     }
 }
 
@@ -72,16 +125,20 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Runtime::new().context("cannot start the async runtime")
 }
 
-fn existing(root: &std::path::Path) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        root.is_dir(),
-        "no lake at {}: the directory does not exist",
-        root.display()
-    );
+/// A lake on disk must exist (a typo would otherwise make an empty one); a store's
+/// prefix has no existence of its own.
+fn existing(root: &Location) -> anyhow::Result<()> {
+    if let Some(dir) = root.as_local() {
+        anyhow::ensure!(
+            dir.is_dir(),
+            "no lake at {}: the directory does not exist",
+            dir.display()
+        );
+    }
     Ok(())
 }
 
-fn optimize(root: PathBuf, target_mib: u64) -> anyhow::Result<ExitCode> {
+fn optimize(root: Location, target_mib: u64) -> anyhow::Result<ExitCode> {
     existing(&root)?;
     let done = runtime()?.block_on(Lake::new(&root).optimize(target_mib.max(1) << 20))?;
     for c in &done {
@@ -94,7 +151,7 @@ fn optimize(root: PathBuf, target_mib: u64) -> anyhow::Result<ExitCode> {
 }
 
 fn vacuum(
-    root: PathBuf,
+    root: Location,
     retention_hours: i64,
     dry_run: bool,
     force: bool,
@@ -114,15 +171,11 @@ fn vacuum(
     Ok(ExitCode::SUCCESS)
 }
 
-fn info(root: PathBuf) -> anyhow::Result<ExitCode> {
-    anyhow::ensure!(
-        root.is_dir(),
-        "no lake at {}: the directory does not exist",
-        root.display()
-    );
+fn info(root: Location) -> anyhow::Result<ExitCode> {
+    existing(&root)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let tables = runtime.block_on(Lake::new(&root).info())?;
-    println!("lake {}", root.display());
+    println!("lake {root}");
     println!(
         "{:<20} {:>8} {:>12} {:>7} {:>12}",
         "table", "version", "rows", "files", "bytes"

@@ -19,6 +19,7 @@ use wenming_api::slots::Slots;
 use wenming_api::{AppState, Application};
 use wenming_ingest::consumer::{self, IngestOptions};
 use wenming_ingest::lake::Lake;
+use wenming_ingest::location::Location;
 use wenming_ingest::metrics::Metrics;
 
 #[derive(clap::Args)]
@@ -92,7 +93,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let mut config = Config::default();
     config.server.listen = args.listen;
-    config.lake.path = args.data.join("lake");
+    config.lake.path = Location::local(args.data.join("lake"));
     config.broker.data = args.data.join("broker");
     config.broker.listen = args.broker;
     config.postgres.listen = Some(args.postgres);
@@ -166,12 +167,10 @@ pub fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
 const PREPARE_ATTEMPTS: u64 = 4;
 
 async fn open_analytics(config: &Config) -> anyhow::Result<Analytics> {
-    std::fs::create_dir_all(&config.lake.path).with_context(|| {
-        format!(
-            "cannot create the lake directory {}",
-            config.lake.path.display()
-        )
-    })?;
+    if let Some(dir) = config.lake.path.as_local() {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the lake directory {}", dir.display()))?;
+    }
     let settings = Settings {
         tz: wenming_analytics::calendar::parse_tz(&config.analytics.tz)
             .map_err(anyhow::Error::msg)?,
@@ -186,9 +185,9 @@ async fn open_analytics(config: &Config) -> anyhow::Result<Analytics> {
             .then(|| std::time::Duration::from_secs(config.analytics.save_rollups_secs)),
         ..Settings::default()
     };
-    Analytics::open(&config.lake.path, settings)
+    Analytics::open(config.lake.location(), settings)
         .await
-        .with_context(|| format!("cannot open the lake at {}", config.lake.path.display()))
+        .with_context(|| format!("cannot open the lake at {}", config.lake.path))
 }
 
 fn absolute(p: &Path) -> anyhow::Result<PathBuf> {
@@ -199,7 +198,9 @@ fn run(mut config: Config, demo: Option<Demo>) -> anyhow::Result<ExitCode> {
     let tokens = Tokens::from_config(&config.tokens).map_err(anyhow::Error::msg)?;
     // Paths become absolute before anything else: the embedded broker works inside its
     // data directory (tansu opens its SQLite path relative to the working directory).
-    config.lake.path = absolute(&config.lake.path)?;
+    if let Some(dir) = config.lake.path.as_local() {
+        config.lake.path = Location::local(absolute(dir)?);
+    }
     config.broker.data = absolute(&config.broker.data)?;
     for e in &mut config.exports {
         e.output = absolute(&e.output)?;
@@ -274,12 +275,12 @@ fn run(mut config: Config, demo: Option<Demo>) -> anyhow::Result<ExitCode> {
             let brokers = brokers.clone().context("[ingest] enabled needs brokers")?;
             let mut options = IngestOptions::new(&brokers, &config.ingest.topic, &config.ingest.group);
             options.partitions = config.broker.partitions;
-            let lake = Lake::new(&config.lake.path);
+            let lake = Lake::new(config.lake.location());
             let (stop, metrics) = (stop.clone(), ingest_metrics.clone());
             // Cleared when ingest ends, whatever the reason: /readyz reads it.
             let running = Arc::new(AtomicBool::new(true));
             let still = running.clone();
-            println!("ingest: {} → {} (group {})", config.ingest.topic, config.lake.path.display(), config.ingest.group);
+            println!("ingest: {} → {} (group {})", config.ingest.topic, config.lake.path, config.ingest.group);
             let thread = std::thread::Builder::new().name("wenming-ingest".into()).spawn(move || {
                 struct Ended(Arc<AtomicBool>);
                 impl Drop for Ended {
@@ -315,7 +316,12 @@ fn run(mut config: Config, demo: Option<Demo>) -> anyhow::Result<ExitCode> {
             None => None,
         };
         let tz = wenming_analytics::calendar::parse_tz(&config.analytics.tz).map_err(anyhow::Error::msg)?;
-        let exports = Arc::new(wenming_api::exports::Exports::new(&config.exports, tz, analytics.clone())?);
+        let claims = wenming_api::exports::claims::Claims::new(&config.lake.location())
+            .context("cannot reach the lake to claim scheduled exports")?;
+        let exports = Arc::new(
+            wenming_api::exports::Exports::new(&config.exports, tz, analytics.clone())?
+                .with_claims(claims),
+        );
         if config.exports_settings.enabled && !exports.exports.is_empty() {
             tokio::spawn(exports.clone().schedule(shutdown_rx.clone()));
             println!("exports: {} scheduled", exports.exports.len());
@@ -398,7 +404,7 @@ fn run(mut config: Config, demo: Option<Demo>) -> anyhow::Result<ExitCode> {
             }
             super::demo::stream(
                 demo.data.clone(),
-                config.lake.path.clone(),
+                config.lake.location(),
                 demo.plan.clone(),
                 config.ingest.brokers.clone(),
                 config.ingest.topic.clone(),

@@ -77,6 +77,14 @@ impl Server {
         Server::spawn(dir, path)
     }
 
+    /// Serve with `config` as it is (its `[lake]` included), from a fresh directory.
+    pub fn serve(config: &str) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        std::fs::write(path.join("wenming.toml"), config).unwrap();
+        Server::spawn(dir, path)
+    }
+
     fn spawn(dir: tempfile::TempDir, path: PathBuf) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_wenming"))
             .args([

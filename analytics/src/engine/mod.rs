@@ -4,7 +4,7 @@
 //! versions): a repeated question costs a hash lookup until new data lands.
 
 use std::collections::HashMap;
-use std::path::Path;
+
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -113,14 +113,19 @@ pub struct Analytics {
 
 impl Analytics {
     pub async fn open(
-        lake: impl AsRef<Path>,
+        lake: impl Into<wenming_ingest::location::Location>,
         settings: Settings,
     ) -> Result<Analytics, AnalyticsError> {
         let house = Lakehouse::open(lake).await?;
         let snapshot = house.snapshot();
-        let saved = Saved::new(house.root().join("_rollups"), settings.save_rollups_every);
+        // Saved beside a lake on local disk. On an object store every replica counts
+        // its own at start: they are a cache, and replicas would race to write them.
+        let saved = house
+            .root()
+            .as_local()
+            .map(|dir| Saved::new(dir.join("_rollups"), settings.save_rollups_every));
         Ok(Analytics {
-            rollups: Arc::new(Rollups::new(settings.tz, Some(saved))),
+            rollups: Arc::new(Rollups::new(settings.tz, saved)),
             settings,
             house: tokio::sync::Mutex::new(house),
             current: RwLock::new(Current {
@@ -275,7 +280,10 @@ impl Analytics {
         let ctx = snapshot.context();
         let in_scope = self.register_scope_units(&ctx, &refd, scope)?;
         // Run records count the whole city's events: only a city scope sees them.
-        let counts = (*scope == Scope::City).then(|| crate::runs::ingest_counts(&snapshot));
+        let counts = match scope {
+            Scope::City => Some(crate::runs::ingest_counts(&snapshot).await),
+            _ => None,
+        };
         quality::report(&ctx, &in_scope, self.settings.late_after_hours, counts).await
     }
 

@@ -27,6 +27,7 @@ use wenming_analytics::{Analytics, Granularity, Kpi, KpiRequest, KpiResponse, Le
 use crate::config::ExportConfig;
 use crate::cron::Schedule;
 
+pub mod claims;
 mod files;
 #[cfg(test)]
 mod tests;
@@ -131,6 +132,9 @@ pub struct Exports {
     /// One run at a time per folder (export, scope, period), so that a manifest always
     /// describes the files beside it.
     running: std::sync::Mutex<BTreeMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>,
+    /// Scheduled fires claimed in the lake, so that of several replicas one runs each;
+    /// `None`: this process alone keeps the schedule.
+    claims: Option<claims::Claims>,
 }
 
 impl Exports {
@@ -191,7 +195,15 @@ impl Exports {
             exports,
             analytics,
             running: std::sync::Mutex::new(BTreeMap::new()),
+            claims: None,
         })
+    }
+
+    /// Scheduled fires are claimed in the lake first (see `claims`): with replicas
+    /// sharing the lake, each fire is run by one of them.
+    pub fn with_claims(mut self, claims: claims::Claims) -> Exports {
+        self.claims = Some(claims);
+        self
     }
 
     /// The export `name` as `caller` may see it, with the scope its runs cover for them
@@ -399,6 +411,21 @@ impl Exports {
                     continue;
                 }
                 let period = scheduled_period(&export.period, fired.date_naive());
+                if let Some(claims) = &self.claims {
+                    match claims.claim(&export.name, fired.timestamp()).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            tracing::info!(export = %export.name, period = %period, "export run by another replica (it claimed the fire)");
+                            record_fire(&export.name, &marker, fired.timestamp());
+                            continue;
+                        }
+                        Err(e) => {
+                            // Tried again at the next tick: never run unclaimed.
+                            tracing::error!(export = %export.name, error = %e, "cannot claim the export's fire in the lake");
+                            continue;
+                        }
+                    }
+                }
                 // A period the lake has no data for yet is not written as zeros.
                 if let (Ok((from, _)), Ok(fresh)) =
                     (period_range(&period), self.analytics.freshness().await)

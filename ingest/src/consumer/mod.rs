@@ -219,7 +219,7 @@ pub fn run(
     // seeded below, after subscribing, and what is committed from here on is learnt
     // at the assignment (`refresh_ids`).
     let seeded_at_us = chrono::Utc::now().timestamp_micros();
-    let seeded_versions = OwnVersions::new(lake.versions());
+    let seeded_versions = OwnVersions::new(runtime.block_on(lake.versions()));
 
     let mut producer_config = ClientConfig::new();
     producer_config
@@ -229,7 +229,11 @@ pub fn run(
     let dlq = Dlq::new(producer_config, &options.dlq_topic)?;
 
     let pipeline = Arc::new(Mutex::new(Pipeline {
-        run_log: crate::runs::RunLog::start(lake.root(), "ingest", &options.topic),
+        run_log: {
+            // On an object store the run log is written by the runtime's tasks.
+            let _inside = runtime.enter();
+            crate::runs::RunLog::start(lake.root(), "ingest", &options.topic)
+        },
         lake: lake.clone(),
         runtime: runtime.clone(),
         topic: options.topic.clone(),
@@ -420,7 +424,9 @@ pub fn run(
         .map(|t| t.elapsed());
     drop(batch);
     leave(consumer, &fetched);
-    let p = pipeline.lock().expect("pipeline lock");
+    let mut p = pipeline.lock().expect("pipeline lock");
+    let runtime = p.runtime.clone();
+    runtime.block_on(p.run_log.written());
     if let Some(compaction) = &p.compaction {
         while !compaction.is_finished() {
             std::thread::sleep(Duration::from_millis(50));

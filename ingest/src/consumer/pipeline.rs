@@ -91,7 +91,7 @@ impl Pipeline {
     pub(super) fn refresh_ids(&mut self) -> Result<(), IngestError> {
         // Rows carry the time they were buffered, which precedes their commit by at most
         // a flush; an hour of margin covers any flush policy.
-        let versions = self.lake.versions();
+        let versions = self.runtime.block_on(self.lake.versions());
         if self.seeded_versions.only_ours(&versions) {
             return Ok(());
         }

@@ -9,7 +9,7 @@
 //! conflict checker refuses a concurrent commit carrying the same `txn` app id.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
@@ -23,6 +23,8 @@ use deltalake::protocol::DeltaOperation;
 use deltalake::protocol::SaveMode;
 use wenming_schemas::Family;
 
+use crate::location::{Location, LocationError};
+
 mod recent;
 mod upkeep;
 
@@ -30,8 +32,10 @@ pub use upkeep::{Compaction, MIN_VACUUM_RETENTION, TableInfo, Vacuumed};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LakeError {
-    #[error("lake path {0} is not usable: {1}")]
-    Path(PathBuf, String),
+    #[error("lake at {0} is not usable: {1}")]
+    Path(String, String),
+    #[error(transparent)]
+    Location(#[from] LocationError),
     #[error("table {table}: {source}")]
     Delta {
         table: &'static str,
@@ -61,10 +65,10 @@ pub struct Position {
     pub expected: Option<i64>,
 }
 
-/// The lake: a directory of Delta tables, one per family.
+/// The lake: Delta tables, one per family, in a directory or an object store.
 #[derive(Debug, Clone)]
 pub struct Lake {
-    root: PathBuf,
+    root: Location,
     /// What this writer knows of each table between its commits (clones share it).
     known: Arc<HashMap<Family, tokio::sync::Mutex<Option<Known>>>>,
 }
@@ -94,9 +98,9 @@ impl std::fmt::Debug for Known {
 }
 
 impl Lake {
-    pub fn new(root: impl AsRef<Path>) -> Self {
+    pub fn new(root: impl Into<Location>) -> Self {
         Lake {
-            root: root.as_ref().to_path_buf(),
+            root: root.into(),
             known: Arc::new(
                 Family::ALL
                     .iter()
@@ -106,12 +110,8 @@ impl Lake {
         }
     }
 
-    pub fn root(&self) -> &Path {
+    pub fn root(&self) -> &Location {
         &self.root
-    }
-
-    pub fn table_path(&self, family: Family) -> PathBuf {
-        self.root.join(family.table_name())
     }
 
     /// The family's table at its latest version, `None` if nothing was written yet.
@@ -122,22 +122,24 @@ impl Lake {
 
     /// A handle on the table location, loaded if the table exists.
     async fn handle(&self, family: Family) -> Result<DeltaTable, LakeError> {
-        let path = self.table_path(family);
-        std::fs::create_dir_all(&path).map_err(|e| LakeError::Path(path.clone(), e.to_string()))?;
+        let name = family.table_name();
+        if let Some(dir) = self.root.as_local() {
+            let path = dir.join(name);
+            std::fs::create_dir_all(&path)
+                .map_err(|e| LakeError::Path(path.display().to_string(), e.to_string()))?;
+        }
         let delta = |source| LakeError::Delta {
             table: family.table_name(),
             source,
         };
-        let url = deltalake::ensure_table_uri(path.to_string_lossy()).map_err(delta)?;
-        if !has_commits(&path) {
+        let builder = self.root.table_builder(name).map_err(delta)?;
+        if !self.root.has_commits(name).await? {
             // Not created yet (or a first commit died before its log entry): an unloaded
             // handle, which the first write creates. Loading an empty log would only make
             // the kernel log an error.
-            return deltalake::DeltaTableBuilder::from_url(url)
-                .and_then(|b| b.build())
-                .map_err(delta);
+            return builder.build().map_err(delta);
         }
-        DeltaTable::try_from_url(url).await.map_err(delta)
+        builder.load().await.map_err(delta)
     }
 
     /// The last position committed for a source into a family's table.
@@ -192,7 +194,7 @@ impl Lake {
         let known = slot.take().expect("checked just now");
         if known.table.version().is_none() {
             return Err(LakeError::Path(
-                self.table_path(family),
+                self.root.join(family.table_name()).to_string(),
                 "cannot advance positions of a table that does not exist".into(),
             ));
         }
@@ -241,11 +243,17 @@ impl Lake {
         let latest = known.table.version().map(|v| v as i64);
         if latest != known.version {
             let folded = match (known.version, latest) {
-                (Some(from), Some(to)) if !known.positions.is_empty() => fold_positions(
-                    &self.table_path(family),
-                    from + 1..=to,
-                    &mut known.positions,
-                ),
+                (Some(from), Some(to)) if !known.positions.is_empty() => {
+                    match self.root.as_local() {
+                        Some(dir) => fold_positions(
+                            &dir.join(family.table_name()),
+                            from + 1..=to,
+                            &mut known.positions,
+                        ),
+                        // On a store, positions are read through the snapshot below.
+                        None => Err(()),
+                    }
+                }
                 _ => Err(()),
             };
             if folded.is_err() {
@@ -283,18 +291,21 @@ impl Lake {
     /// The tables are created together: one after another, a new lake's ten first
     /// commits were 0.1 s of every fresh `ingest` start.
     pub async fn ensure_tables(&self) -> Result<(), LakeError> {
-        let missing = Family::ALL
-            .iter()
-            .filter(|family| !has_commits(&self.table_path(**family)))
-            .map(|family| async move {
-                let schema = wenming_schemas::lake::table_schema(*family);
-                let empty = RecordBatch::new_empty(schema);
-                let created = self.commit(*family, vec![empty], &[]).await;
-                match created {
-                    Err(e) if !has_commits(&self.table_path(*family)) => Err(e),
-                    _ => Ok(()),
-                }
-            });
+        let mut missing = Vec::new();
+        for family in Family::ALL {
+            if !self.root.has_commits(family.table_name()).await? {
+                missing.push(*family);
+            }
+        }
+        let missing = missing.into_iter().map(|family| async move {
+            let schema = wenming_schemas::lake::table_schema(family);
+            let empty = RecordBatch::new_empty(schema);
+            let created = self.commit(family, vec![empty], &[]).await;
+            match created {
+                Err(e) if !self.root.has_commits(family.table_name()).await? => Err(e),
+                _ => Ok(()),
+            }
+        });
         futures::future::try_join_all(missing).await?;
         Ok(())
     }
@@ -415,37 +426,19 @@ impl Lake {
     /// Each table's latest version, read from the names of its log files (no log is
     /// parsed): cheap enough to ask whether anything was committed since a moment.
     /// `None` for a table without commits, or whose log cannot be listed.
-    pub fn versions(&self) -> std::collections::BTreeMap<Family, Option<i64>> {
-        Family::ALL
-            .iter()
-            .map(|family| {
-                let log = self.table_path(*family).join("_delta_log");
-                let latest = std::fs::read_dir(log).ok().and_then(|entries| {
-                    entries
-                        .flatten()
-                        .filter_map(|e| {
-                            let name = e.file_name();
-                            let name = name.to_str()?;
-                            name.strip_suffix(".json")?.parse::<i64>().ok()
-                        })
-                        .max()
-                });
-                (*family, latest)
-            })
-            .collect()
+    pub async fn versions(&self) -> std::collections::BTreeMap<Family, Option<i64>> {
+        let mut out = std::collections::BTreeMap::new();
+        for family in Family::ALL {
+            let latest = self
+                .root
+                .commit_versions(family.table_name())
+                .await
+                .ok()
+                .and_then(|v| v.into_iter().max());
+            out.insert(*family, latest);
+        }
+        out
     }
-}
-
-/// Whether a table directory has a Delta log with at least one commit or checkpoint.
-fn has_commits(table: &Path) -> bool {
-    let Ok(entries) = std::fs::read_dir(table.join("_delta_log")) else {
-        return false;
-    };
-    entries.flatten().any(|e| {
-        let name = e.file_name();
-        let name = name.to_string_lossy();
-        name.ends_with(".json") || name.ends_with(".checkpoint.parquet")
-    })
 }
 
 async fn positions_of(

@@ -31,7 +31,7 @@ impl Lake {
                 rows: 0,
                 positions: Vec::new(),
             };
-            if !has_commits(&self.table_path(*family)) {
+            if !self.root.has_commits(table_name).await? {
                 out.push(info);
                 continue;
             }
@@ -49,7 +49,7 @@ impl Lake {
                 info.bytes += file.size();
                 info.rows += file.num_records().unwrap_or(0) as u64;
             }
-            let app_ids = self.app_ids(*family)?;
+            let app_ids = self.app_ids(*family).await?;
             let found = positions_of(&table, *family, app_ids.clone()).await?;
             info.positions = app_ids
                 .iter()
@@ -69,20 +69,16 @@ impl Lake {
     /// The source ids named by `txn` actions in the table's JSON commits. Delta keeps
     /// commits for 30 days by default; positions themselves are read through the
     /// snapshot, so checkpoints do not hide them.
-    fn app_ids(&self, family: Family) -> Result<Vec<String>, LakeError> {
-        let log = self.table_path(family).join("_delta_log");
-        let err = |e: std::io::Error| LakeError::Path(log.clone(), e.to_string());
+    async fn app_ids(&self, family: Family) -> Result<Vec<String>, LakeError> {
+        let log = format!("{}/_delta_log", family.table_name());
         let mut ids = std::collections::BTreeSet::new();
-        for entry in std::fs::read_dir(&log).map_err(err)? {
-            let path = entry.map_err(err)?.path();
-            if path.extension().is_some_and(|e| e == "json") {
-                let text = std::fs::read_to_string(&path).map_err(err)?;
-                for line in text.lines() {
-                    if let Ok(v) = serde_json::from_str::<serde_json::Value>(line)
-                        && let Some(id) = v["txn"]["appId"].as_str()
-                    {
-                        ids.insert(id.to_owned());
-                    }
+        for (_, bytes) in self.root.read_all(&log, ".json").await? {
+            let text = String::from_utf8_lossy(&bytes);
+            for line in text.lines() {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(line)
+                    && let Some(id) = v["txn"]["appId"].as_str()
+                {
+                    ids.insert(id.to_owned());
                 }
             }
         }
