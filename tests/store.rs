@@ -374,3 +374,128 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+fn heavy() -> bool {
+    std::env::var("WENMING_HEAVY").is_ok_and(|v| v == "1")
+}
+
+/// Two ingest workers in one consumer group on one lake in the store, the second killed
+/// (SIGKILL) mid-stream: the survivor takes its partitions over from the positions in
+/// the Delta log, and every event is stored once. WENMING_HEAVY=1: a million events.
+#[test]
+fn two_ingest_workers_on_one_store_one_killed_lose_and_double_nothing() {
+    let Some(s3) = S3::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("events.ndjson");
+    let mut args = vec!["generate", "--seed", "61", "--duplicate-rate", "0.02"];
+    if heavy() {
+        args.extend([
+            "--scale",
+            "district",
+            "--from",
+            "2024-01-01",
+            "--to",
+            "2024-03-31",
+        ]);
+    }
+    args.extend(["--out", file.to_str().unwrap()]);
+    ok(&common::wenming(&args));
+    let broker = Broker::start();
+    let topic = unique_topic("workers");
+    ok(&common::wenming(&[
+        "produce",
+        file.to_str().unwrap(),
+        "--brokers",
+        &broker.bootstrap,
+        "--topic",
+        &topic,
+        "--partitions",
+        "3",
+    ]));
+    let lake = "s3://lake/workers";
+    let worker = |log: &Path, exit_at_end: bool| {
+        let mut cmd = s3.command(&[
+            "ingest",
+            "--brokers",
+            &broker.bootstrap,
+            "--topic",
+            &topic,
+            "--group",
+            &format!("{topic}.group"),
+            "--lake",
+            lake,
+            "--partitions",
+            "3",
+            // Small commits, so the stream outlasts the kill; quick rebalances.
+            "--flush-rows",
+            "2000",
+            "--flush-ms",
+            "200",
+            "-X",
+            "session.timeout.ms=6000",
+            "-X",
+            "heartbeat.interval.ms=500",
+        ]);
+        if exit_at_end {
+            cmd.args(["--exit-at-end", "--compact-every", "5"]);
+        }
+        cmd.env("RUST_LOG", "wenming_ingest=info")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap()
+    };
+    // The survivor joins first: the embedded broker cannot replace a dead group leader.
+    let (survivor_log, victim_log) = (
+        dir.path().join("survivor.log"),
+        dir.path().join("victim.log"),
+    );
+    let survivor = worker(&survivor_log, true);
+    std::thread::sleep(Duration::from_millis(1000));
+    let mut victim = worker(&victim_log, false);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(&victim_log)
+        .unwrap_or_default()
+        .contains("assigned")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the second worker never got partitions"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    victim.kill().unwrap();
+    victim.wait().unwrap();
+    let out = survivor.wait_with_output().unwrap();
+    let log = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+    assert!(
+        out.status.success(),
+        "survivor: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        log(&survivor_log)
+    );
+
+    let (rows, ids) = counts(|a: &[&str]| s3.run(a), lake);
+    assert_eq!(
+        rows,
+        ids,
+        "an event stored twice\nvictim:\n{}",
+        log(&victim_log)
+    );
+    // What the file holds, stored once: an import of it into a local lake.
+    let local = dir.path().join("lake");
+    s3.run(&[
+        "import",
+        file.to_str().unwrap(),
+        "--lake",
+        local.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        (rows, ids),
+        counts(|a: &[&str]| s3.run(a), local.to_str().unwrap()),
+        "the store lost events\nsurvivor:\n{}\nvictim:\n{}",
+        log(&survivor_log),
+        log(&victim_log)
+    );
+}

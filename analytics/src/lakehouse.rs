@@ -36,7 +36,7 @@ pub enum LakehouseError {
     #[error("cannot read the lake at {path}: {message}")]
     Path { path: String, message: String },
     #[error(transparent)]
-    Location(#[from] wenming_ingest::location::LocationError),
+    Location(Box<wenming_ingest::location::LocationError>),
     #[error("cannot read table {table}: {source}")]
     Delta {
         table: &'static str,
@@ -617,5 +617,11 @@ impl Snapshot {
             .get(table)
             .and_then(|t| t.get_file_uris().ok().map(|it| it.collect()))
             .unwrap_or_default()
+    }
+}
+
+impl From<wenming_ingest::location::LocationError> for LakehouseError {
+    fn from(e: wenming_ingest::location::LocationError) -> LakehouseError {
+        LakehouseError::Location(Box::new(e))
     }
 }

@@ -28,13 +28,13 @@ pub enum LocationError {
     Store {
         location: String,
         #[source]
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
     #[error("lake at {location}: {source}")]
     Delta {
         location: String,
         #[source]
-        source: DeltaTableError,
+        source: Box<DeltaTableError>,
     },
 }
 
@@ -181,7 +181,7 @@ impl Location {
         }
         let delta = |source| LocationError::Delta {
             location: self.to_string(),
-            source,
+            source: Box::new(source),
         };
         match self.table_builder(name).map_err(delta)?.load().await {
             Ok(table) => Ok(Some(table)),
@@ -193,12 +193,11 @@ impl Location {
     /// The store, rooted at the lake: paths are relative to it (`service_events/...`).
     pub fn store(&self) -> Result<Arc<dyn ObjectStore>, LocationError> {
         if let Some(dir) = &self.local {
-            std::fs::create_dir_all(dir).map_err(|e| LocationError::Store {
-                location: self.to_string(),
-                source: object_store::Error::Generic {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                self.store_error(object_store::Error::Generic {
                     store: "LocalFileSystem",
                     source: Box::new(e),
-                },
+                })
             })?;
             let fs = object_store::local::LocalFileSystem::new_with_prefix(dir)
                 .map_err(|source| self.store_error(source))?;
@@ -208,7 +207,7 @@ impl Location {
             .and_then(|b| b.with_storage_options(self.options.clone()).build_storage())
             .map_err(|source| LocationError::Delta {
                 location: self.to_string(),
-                source,
+                source: Box::new(source),
             })?;
         Ok(storage.object_store(None))
     }
@@ -216,7 +215,7 @@ impl Location {
     pub fn store_error(&self, source: object_store::Error) -> LocationError {
         LocationError::Store {
             location: self.to_string(),
-            source,
+            source: Box::new(source),
         }
     }
 

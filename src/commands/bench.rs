@@ -55,6 +55,11 @@ pub struct IngestArgs {
     /// librdkafka properties for every client (`key=value`, repeatable).
     #[arg(short = 'X', long = "property", value_name = "KEY=VALUE")]
     properties: Vec<String>,
+    /// Also ingest and import into a lake under this object-store prefix (e.g.
+    /// `s3://bench/runs`; its settings from `[lake]` / `WENMING_LAKE__*` / `AWS_*`), and
+    /// compare with the local disk.
+    #[arg(long, value_name = "URL")]
+    store: Option<String>,
 }
 
 pub fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
@@ -265,6 +270,39 @@ fn measure(
     );
     if let Some(summary) = ingest_out.lines().find(|l| l.starts_with("read ")) {
         println!("ingest said: {summary}");
+    }
+    if let Some(store) = &args.store {
+        // The same stream again, into a lake of its own on the store.
+        let run = format!(
+            "{}/bench-{}",
+            store.trim_end_matches('/'),
+            uuid::Uuid::now_v7().simple()
+        );
+        eprintln!("wenming ingest into {run}/lake ...");
+        let mut cmd = Command::new(exe);
+        cmd.args(["ingest", "--brokers", brokers, "--topic", &topic])
+            .args(["--group", &format!("{topic}.store"), "--exit-at-end"])
+            .args(["--lake", &format!("{run}/lake")]);
+        for p in &args.properties {
+            cmd.args(["-X", p]);
+        }
+        let (store_ingest_secs, _, _) = timed(&mut cmd)?;
+        eprintln!("wenming import into {run}/lake-import ...");
+        let mut cmd = Command::new(exe);
+        cmd.arg("import")
+            .arg(file)
+            .args(["--lake", &format!("{run}/lake-import")]);
+        let (store_import_secs, _, _) = timed(&mut cmd)?;
+        println!(
+            "ingest into {store}:  {:>9.0} events/s ({store_ingest_secs:.1} s) = {:.2} x local disk",
+            rate(lines, store_ingest_secs),
+            ingest_secs / store_ingest_secs
+        );
+        println!(
+            "import into {store}:  {:>9.0} events/s ({store_import_secs:.1} s) = {:.2} x local disk",
+            rate(lines, store_import_secs),
+            import_secs / store_import_secs
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -35,7 +35,7 @@ pub enum LakeError {
     #[error("lake at {0} is not usable: {1}")]
     Path(String, String),
     #[error(transparent)]
-    Location(#[from] LocationError),
+    Location(Box<LocationError>),
     #[error("table {table}: {source}")]
     Delta {
         table: &'static str,
@@ -462,4 +462,10 @@ async fn positions_of(
         out.insert(app_id, v);
     }
     Ok(out)
+}
+
+impl From<LocationError> for LakeError {
+    fn from(e: LocationError) -> LakeError {
+        LakeError::Location(Box::new(e))
+    }
 }
