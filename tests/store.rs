@@ -222,6 +222,43 @@ fn a_lake_on_s3_takes_imports_and_kafka_and_answers_as_a_local_lake_does() {
     assert!(rows > 1000, "{rows}");
     assert_eq!(answers(run, remote), answers(run, local));
 
+    // An export from the store writes the same files as one from the local lake.
+    let export = |lake_section: &str, out: &Path| -> Vec<u8> {
+        let config = dir
+            .path()
+            .join(format!("export-{}.toml", out.display().to_string().len()));
+        std::fs::write(
+            &config,
+            format!(
+                "{lake_section}[[exports]]\nname = \"monthly\"\nschedule = \"0 0 6 1 * *\"\n\
+                 kpis = [\"service_hours\", \"orders_placed\"]\nlevel = \"district\"\n\
+                 formats = [\"csv\"]\noutput = \"{}\"\n",
+                out.display()
+            ),
+        )
+        .unwrap();
+        let printed = ok(&common::wenming(&[
+            "export",
+            "monthly",
+            "--period",
+            "2024-02",
+            "--config",
+            config.to_str().unwrap(),
+        ]));
+        let csv = walk(out)
+            .into_iter()
+            .find(|p| p.extension().is_some_and(|e| e == "csv"))
+            .unwrap_or_else(|| panic!("no CSV written: {printed}"));
+        std::fs::read(csv).unwrap()
+    };
+    let from_store = export(&s3.lake_config("city"), &dir.path().join("out-store"));
+    let from_disk = export(
+        &format!("[lake]\npath = \"{local}\"\n"),
+        &dir.path().join("out-disk-lake"),
+    );
+    assert!(from_store.iter().filter(|b| **b == b'\n').count() > 2);
+    assert_eq!(from_store, from_disk);
+
     // `lake info` reads the positions from the store's log.
     let info = s3.run(&["lake", "info", "--lake", remote]);
     assert!(info.contains(&format!("kafka:{topic}:0")), "{info}");
