@@ -115,6 +115,20 @@ fn generate(file: &Path, seed: &str, from: &str, to: &str) {
     ]));
 }
 
+/// `wenming produce` of a file onto a topic of three partitions.
+fn produce(broker: &Broker, topic: &str, file: &Path) {
+    ok(&common::wenming(&[
+        "produce",
+        file.to_str().unwrap(),
+        "--brokers",
+        &broker.bootstrap,
+        "--topic",
+        topic,
+        "--partitions",
+        "3",
+    ]));
+}
+
 /// (rows, distinct event ids) over the lake's ten tables, asked through `wenming sql`.
 fn counts(run: impl Fn(&[&str]) -> String, lake: &str) -> (u64, u64) {
     let tables = wenming_schemas::Family::ALL
@@ -184,16 +198,7 @@ fn a_lake_on_s3_takes_imports_and_kafka_and_answers_as_a_local_lake_does() {
     // The first part imported, the second through Kafka: into both lakes.
     let broker = Broker::start();
     let topic = unique_topic("store");
-    ok(&common::wenming(&[
-        "produce",
-        late.to_str().unwrap(),
-        "--brokers",
-        &broker.bootstrap,
-        "--topic",
-        &topic,
-        "--partitions",
-        "3",
-    ]));
+    produce(&broker, &topic, &late);
     for lake in [local, remote] {
         s3.run(&["import", early.to_str().unwrap(), "--lake", lake]);
         s3.run(&[
@@ -348,16 +353,7 @@ fn two_replicas_on_one_store_see_each_others_commits_and_run_a_scheduled_export_
     };
     let before = count(&b);
     assert_eq!(before, count(&a));
-    ok(&common::wenming(&[
-        "produce",
-        late.to_str().unwrap(),
-        "--brokers",
-        &broker.bootstrap,
-        "--topic",
-        &topic,
-        "--partitions",
-        "3",
-    ]));
+    produce(&broker, &topic, &late);
     // A commits what it ingests; B, which ingests nothing, answers from it.
     let deadline = Instant::now() + Duration::from_secs(120);
     let seen = loop {
@@ -439,16 +435,7 @@ fn two_ingest_workers_on_one_store_one_killed_lose_and_double_nothing() {
     ok(&common::wenming(&args));
     let broker = Broker::start();
     let topic = unique_topic("workers");
-    ok(&common::wenming(&[
-        "produce",
-        file.to_str().unwrap(),
-        "--brokers",
-        &broker.bootstrap,
-        "--topic",
-        &topic,
-        "--partitions",
-        "3",
-    ]));
+    produce(&broker, &topic, &file);
     let lake = "s3://lake/workers";
     let worker = |log: &Path, exit_at_end: bool| {
         let mut cmd = s3.command(&[
