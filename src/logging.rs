@@ -6,8 +6,14 @@ use tracing_log::AsLog;
 /// Installs the subscriber and the bridge from `log`. Called once, before any thread.
 pub fn install() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        // tansu logs every client that hangs up as an error; not one for users.
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,tansu_service=off"));
+        // tansu logs every client that hangs up as an error; not one for users. Ballista's
+        // scheduler logs an error when it cannot lay a stage's metrics over its plan for
+        // display, which it cannot for the scope wall's scan (its table's scan is hidden).
+        .unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new(
+                "warn,tansu_service=off,ballista_scheduler::display=off",
+            )
+        });
     let max_level = filter
         .max_level_hint()
         .unwrap_or(tracing::level_filters::LevelFilter::TRACE);

@@ -69,6 +69,10 @@ enum Command {
     /// docs/benchmarks.md.
     #[command(subcommand)]
     Bench(commands::bench::BenchCommand),
+    /// Run a Ballista scheduler or executor for `[analytics] engine = "ballista://…"`:
+    /// KPI and SQL plans on a cluster (docs/deployment.md).
+    #[command(subcommand)]
+    Ballista(commands::ballista::BallistaCommand),
     /// Look into the lake (`wenming lake info`).
     #[command(subcommand)]
     Lake(commands::lake::LakeCommand),
@@ -130,6 +134,7 @@ fn main() -> ExitCode {
         Command::Broker(args) => commands::broker::run(args),
         Command::Bench(command) => commands::bench::run(command),
         Command::Lake(command) => commands::lake::run(command),
+        Command::Ballista(command) => commands::ballista::run(command),
         Command::Schema(args) => commands::schema::run(args),
         Command::Kpi(args) => commands::kpi::kpi(args),
         Command::Serve(args) => commands::serve::serve(args),

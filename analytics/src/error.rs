@@ -15,6 +15,9 @@ pub enum AnalyticsError {
     /// Not found in the caller's scope: said alike whether it exists elsewhere or not.
     #[error("{0}")]
     NotFound(String),
+    /// A part the question needs is not there (the distributed engine's scheduler).
+    #[error("{0}")]
+    Unavailable(String),
     #[error(transparent)]
     Lake(#[from] crate::lakehouse::LakehouseError),
     /// A question about the past the lake cannot answer (no such version, data vacuumed).

@@ -574,19 +574,41 @@ impl Snapshot {
             ctx.register_table(name, Arc::new(scoped))
                 .map_err(view_err(name))?;
         }
-        for view in views::VIEWS {
-            let plan = ctx
-                .sql(view.sql)
-                .await
-                .map_err(view_err(view.name))?
-                .into_unoptimized_plan();
-            ctx.register_table(
-                view.name,
-                Arc::new(ViewTable::new(plan, Some(view.sql.to_string()))),
-            )
-            .map_err(view_err(view.name))?;
+        register_views(ctx).await
+    }
+
+    /// Publish this snapshot's tables into a session of the distributed engine
+    /// (`crate::distributed`): each raw table as its version's Parquet files, which an
+    /// executor reads by URL, behind the scope wall when `scope` is given; the views
+    /// planned over those, as in `publish_into`.
+    pub async fn publish_files(
+        &self,
+        ctx: &SessionContext,
+        scope: Option<Arc<ScopeUnits>>,
+    ) -> Result<(), LakehouseError> {
+        let view_err = |view: &'static str| move |source| LakehouseError::View { view, source };
+        for family in Family::ALL {
+            let name = family.table_name();
+            let files = self.files(name);
+            let schema = table_schema(*family);
+            let provider: Arc<dyn TableProvider> = if files.is_empty() {
+                // Nothing written yet, or nothing left: no row to wall off.
+                Arc::new(MemTable::try_new(schema, vec![vec![]]).map_err(view_err(name))?)
+            } else {
+                let raw = Arc::new(
+                    crate::distributed::codec::files_table(&files, schema)
+                        .map_err(view_err(name))?,
+                );
+                match &scope {
+                    Some(units) => Arc::new(
+                        ScopedTable::new(name, raw, units.clone()).map_err(view_err(name))?,
+                    ),
+                    None => raw,
+                }
+            };
+            ctx.register_table(name, provider).map_err(view_err(name))?;
         }
-        Ok(())
+        register_views(ctx).await
     }
 
     /// A current-state view of this snapshot.
@@ -618,6 +640,24 @@ impl Snapshot {
             .and_then(|t| t.get_file_uris().ok().map(|it| it.collect()))
             .unwrap_or_default()
     }
+}
+
+/// The current-state views, planned over the raw tables `ctx` already has.
+async fn register_views(ctx: &SessionContext) -> Result<(), LakehouseError> {
+    let view_err = |view: &'static str| move |source| LakehouseError::View { view, source };
+    for view in views::VIEWS {
+        let plan = ctx
+            .sql(view.sql)
+            .await
+            .map_err(view_err(view.name))?
+            .into_unoptimized_plan();
+        ctx.register_table(
+            view.name,
+            Arc::new(ViewTable::new(plan, Some(view.sql.to_string()))),
+        )
+        .map_err(view_err(view.name))?;
+    }
+    Ok(())
 }
 
 impl From<wenming_ingest::location::LocationError> for LakehouseError {

@@ -25,10 +25,13 @@
 //! - `quality`: the data-quality report; `runs`: what ingest counted.
 //! - `sql`: analysts' read-only SQL; `wall`: the scope wall their tables are seen through.
 //! - `engine`: `Analytics`, which the CLI and the API share.
+//! - `distributed`: KPI and SQL plans on a Ballista cluster (`[analytics] engine`), with
+//!   the scope in the plan before it leaves; the codec the cluster's processes share.
 //!
 //! Never imports axum: the API is a thin layer over `Analytics`.
 
 pub mod calendar;
+pub mod distributed;
 pub mod encode;
 pub mod engine;
 pub mod error;

@@ -65,6 +65,16 @@ impl ScopeUnits {
         }
     }
 
+    /// The scope as the caller's token names it.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// The units let through.
+    pub fn ids(&self) -> impl Iterator<Item = &String> {
+        self.ids.iter()
+    }
+
     /// Which rows of a unit column are inside the scope (a null unit never is).
     fn mask(&self, units: &ArrayRef) -> Result<BooleanArray> {
         let keep = |v: Option<&str>| Some(v.is_some_and(|s| self.ids.contains(s)));
@@ -106,6 +116,20 @@ impl ScopedTable {
             units,
             unit_column,
         })
+    }
+
+    /// The raw table's name.
+    pub fn table(&self) -> &'static str {
+        self.name
+    }
+
+    /// The table behind the wall.
+    pub fn inner(&self) -> &Arc<dyn TableProvider> {
+        &self.inner
+    }
+
+    pub fn units(&self) -> &Arc<ScopeUnits> {
+        &self.units
     }
 }
 
@@ -196,7 +220,7 @@ impl fmt::Debug for ScopedScanExec {
 }
 
 impl ScopedScanExec {
-    fn new(
+    pub(crate) fn new(
         table: &'static str,
         hidden: Arc<dyn ExecutionPlan>,
         units: Arc<ScopeUnits>,
@@ -220,6 +244,25 @@ impl ScopedScanExec {
             properties: Arc::new(properties),
             metrics: ExecutionPlanMetricsSet::new(),
         }
+    }
+}
+
+/// The parts of the scan, for sending it to another process (`distributed::codec`).
+impl ScopedScanExec {
+    pub(crate) fn table(&self) -> &'static str {
+        self.table
+    }
+    pub(crate) fn hidden(&self) -> &Arc<dyn ExecutionPlan> {
+        &self.hidden
+    }
+    pub(crate) fn units(&self) -> &Arc<ScopeUnits> {
+        &self.units
+    }
+    pub(crate) fn unit_at(&self) -> usize {
+        self.unit_at
+    }
+    pub(crate) fn keep(&self) -> &[usize] {
+        &self.keep
     }
 }
 

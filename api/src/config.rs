@@ -148,6 +148,9 @@ pub struct AnalyticsConfig {
     /// Build every KPI rollup part in the background when the server starts, so that
     /// the first question on each does not wait for it to be counted.
     pub prepare_at_start: bool,
+    /// Where KPI and SQL plans run: "embedded" (this process), or
+    /// "ballista://host:port", a Ballista cluster's scheduler (`wenming ballista`).
+    pub engine: String,
 }
 
 impl Default for AnalyticsConfig {
@@ -158,6 +161,7 @@ impl Default for AnalyticsConfig {
             late_after_hours: 72,
             save_rollups_secs: 60,
             prepare_at_start: true,
+            engine: "embedded".into(),
         }
     }
 }

@@ -43,6 +43,7 @@ impl From<AnalyticsError> for ApiError {
             AnalyticsError::Cancelled(m) => ApiError::new(StatusCode::REQUEST_TIMEOUT, m),
             AnalyticsError::Limit(m) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, m),
             AnalyticsError::NotFound(m) => ApiError::not_found(m),
+            AnalyticsError::Unavailable(m) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, m),
             AnalyticsError::History(h) => match *h {
                 // The data of that time is no longer in the lake.
                 gone @ HistoryError::Gone { .. } => {

@@ -212,6 +212,25 @@ impl Location {
         Ok(storage.object_store(None))
     }
 
+    /// The store the lake's files are read from by absolute URL (`s3://bucket/…`), and
+    /// the URL it answers for (`s3://bucket`; `file:///` for a local lake): what a
+    /// query engine registers to read a table's Parquet files by their URLs.
+    pub fn root_store(&self) -> Result<(Url, Arc<dyn ObjectStore>), LocationError> {
+        if self.local.is_some() {
+            let root = Url::parse("file:///").expect("a valid URL");
+            return Ok((root, Arc::new(object_store::local::LocalFileSystem::new())));
+        }
+        let storage = DeltaTableBuilder::from_url(self.url.clone())
+            .and_then(|b| b.with_storage_options(self.options.clone()).build_storage())
+            .map_err(|source| LocationError::Delta {
+                location: self.to_string(),
+                source: Box::new(source),
+            })?;
+        let mut root = self.url.clone();
+        root.set_path("");
+        Ok((root, storage.root_object_store(None)))
+    }
+
     pub fn store_error(&self, source: object_store::Error) -> LocationError {
         LocationError::Store {
             location: self.to_string(),

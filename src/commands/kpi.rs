@@ -38,6 +38,10 @@ pub struct AnalyticsArgs {
         default_value_t = 72
     )]
     pub late_after_hours: i64,
+    /// Where KPI and SQL plans run: "embedded" (this process) or
+    /// "ballista://host:port" (a Ballista scheduler of `wenming ballista`).
+    #[arg(long, env = "WENMING_ANALYTICS__ENGINE", default_value = "embedded")]
+    pub engine: String,
 }
 
 impl AnalyticsArgs {
@@ -46,6 +50,7 @@ impl AnalyticsArgs {
             tz: wenming_analytics::calendar::parse_tz(&self.tz).map_err(anyhow::Error::msg)?,
             registration_target: self.registration_target,
             late_after_hours: self.late_after_hours,
+            engine: self.engine.parse().map_err(anyhow::Error::msg)?,
             ..Settings::default()
         })
     }

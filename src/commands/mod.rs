@@ -1,5 +1,6 @@
 //! One module per subcommand: parse → call the crates → print.
 
+pub mod ballista;
 pub mod bench;
 pub mod bench_api;
 pub mod bench_kpi;

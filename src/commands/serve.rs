@@ -183,6 +183,11 @@ async fn open_analytics(config: &Config) -> anyhow::Result<Analytics> {
         },
         save_rollups_every: (config.analytics.save_rollups_secs > 0)
             .then(|| std::time::Duration::from_secs(config.analytics.save_rollups_secs)),
+        engine: config
+            .analytics
+            .engine
+            .parse()
+            .map_err(|e: String| anyhow::anyhow!("[analytics] engine: {e}"))?,
         ..Settings::default()
     };
     Analytics::open(config.lake.location(), settings)
@@ -249,7 +254,8 @@ fn run(mut config: Config, demo: Option<Demo>) -> anyhow::Result<ExitCode> {
             None => None,
         };
         let analytics = Arc::new(open_analytics(&config).await?);
-        if config.analytics.prepare_at_start {
+        // On a cluster, KPI questions are not answered from rollups of this process.
+        if config.analytics.prepare_at_start && !analytics.settings().engine.is_distributed() {
             let analytics = analytics.clone();
             tokio::spawn(async move {
                 // A build can fail for want of memory while the first questions compute

@@ -186,8 +186,10 @@ impl Analytics {
     ) -> Result<Arc<KpiResponse>, AnalyticsError> {
         req.validate()?;
         let (current, past) = self.at(at).await?;
-        // Asked of named versions (`at` not the newest), it is answered from those.
-        let snapshot = if exact || *at != At::Latest {
+        let distributed = self.settings.engine.is_distributed();
+        // Asked of named versions (`at` not the newest), it is answered from those; on a
+        // cluster (no rollups here), from the newest.
+        let snapshot = if exact || distributed || *at != At::Latest {
             current.clone()
         } else {
             self.answering(req.kpi, current.clone())
@@ -208,7 +210,14 @@ impl Analytics {
         let limits = &self.settings.kpi_limits;
         let tz = self.settings.tz;
         let work = async {
-            if exact {
+            if let crate::distributed::Engine::Ballista { host, port } = &self.settings.engine {
+                // The SQL measures, planned here over the snapshot's files (the scope is
+                // the frame's `q_area`) and run on the cluster.
+                let ctx = self
+                    .distributed_context((host, *port), &snapshot, None)
+                    .await?;
+                kpi::answer(Source::Exact(&ctx), &refd, req, scope, tz).await
+            } else if exact {
                 let ctx = snapshot.context_on(snapshot.runtime_with_memory(limits.memory_bytes)?);
                 kpi::answer(Source::Exact(&ctx), &refd, req, scope, tz).await
             } else {

@@ -47,6 +47,8 @@ pub struct Settings {
     /// when asked (`save_rollups`); `None`: never written. Saved rollups matching the
     /// lake's versions are resumed from either way.
     pub save_rollups_every: Option<Duration>,
+    /// Where KPI and SQL plans run: here, or on a Ballista cluster (`distributed`).
+    pub engine: crate::distributed::Engine,
 }
 
 /// What one KPI question may cost, like an analyst's query: answers larger than
@@ -79,6 +81,7 @@ impl Default for Settings {
             cache_rows: 500_000,
             kpi_limits: KpiLimits::default(),
             save_rollups_every: None,
+            engine: crate::distributed::Engine::Embedded,
         }
     }
 }

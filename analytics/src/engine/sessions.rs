@@ -1,6 +1,7 @@
 //! Analysts' SQL sessions over a snapshot, behind the scope wall.
 
 use super::*;
+use crate::distributed::Engine;
 
 impl Analytics {
     /// Run an analyst's read-only SQL over the published tables, restricted to `scope`
@@ -53,8 +54,22 @@ impl Analytics {
         let current = self.snapshot().await?;
         let units = self.scope_units(&current, scope).await?;
         let (snapshot, _) = self.at(at).await?;
-        let ctx = sql::session(snapshot.runtime_with_memory(limits.memory_bytes)?, limits)?;
-        snapshot.publish_into(&ctx, units).await?;
+        let runtime = snapshot.runtime_with_memory(limits.memory_bytes)?;
+        let ctx = match &self.settings.engine {
+            Engine::Embedded => {
+                let ctx = sql::session(runtime, limits)?;
+                snapshot.publish_into(&ctx, units).await?;
+                ctx
+            }
+            Engine::Ballista { host, port } => {
+                crate::distributed::reach(host, *port).await?;
+                let ctx = sql::session_with(runtime, limits, |state| {
+                    crate::distributed::session(state, host, *port)
+                })?;
+                snapshot.publish_files(&ctx, units).await?;
+                ctx
+            }
+        };
         sql::add_local_dates(&ctx, self.settings.tz.name()).await?;
         Ok((ctx, self.lineage(&snapshot)))
     }
@@ -75,5 +90,26 @@ impl Analytics {
             .filter(|u| scope.contains(u))
             .map(|u| u.id.clone());
         Ok(Some(Arc::new(ScopeUnits::new(scope.to_string(), ids))))
+    }
+}
+
+impl Analytics {
+    /// A session of the distributed engine over `snapshot`'s files, behind the wall of
+    /// `units` when given (see `distributed`).
+    pub(super) async fn distributed_context(
+        &self,
+        (host, port): (&str, u16),
+        snapshot: &Snapshot,
+        units: Option<Arc<ScopeUnits>>,
+    ) -> Result<datafusion::prelude::SessionContext, AnalyticsError> {
+        crate::distributed::reach(host, port).await?;
+        let state = datafusion::execution::SessionStateBuilder::new()
+            .with_default_features()
+            .with_config(datafusion::prelude::SessionConfig::new().with_information_schema(false))
+            .with_runtime_env(snapshot.runtime())
+            .build();
+        let ctx = crate::distributed::session(state, host, port)?;
+        snapshot.publish_files(&ctx, units).await?;
+        Ok(ctx)
     }
 }

@@ -11,7 +11,9 @@ use std::sync::Arc;
 use arrow::array::{AsArray, Int32Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit, TimestampMicrosecondType};
 use datafusion::catalog::MemTable;
-use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
 use datafusion::prelude::SessionContext;
 
 use crate::calendar::{Periods, bucket_of};
@@ -169,24 +171,60 @@ pub fn register_areas(
 }
 
 /// `wm_bucket(ts)`: the index of the period holding `ts` (−1 before, n after).
-fn bucket_udf(boundaries: Vec<i64>) -> datafusion::logical_expr::ScalarUDF {
-    let f = move |args: &[ColumnarValue]| -> datafusion::error::Result<ColumnarValue> {
-        let arrays = ColumnarValue::values_to_arrays(args)?;
+fn bucket_udf(boundaries: Vec<i64>) -> ScalarUDF {
+    ScalarUDF::new_from_impl(Bucket::new(boundaries))
+}
+
+/// The function behind `wm_bucket`, with the question's period boundaries (which the
+/// distributed engine sends with the plan: `distributed::codec`).
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct Bucket {
+    boundaries: Vec<i64>,
+    signature: Signature,
+}
+
+impl Bucket {
+    pub fn new(boundaries: Vec<i64>) -> Bucket {
+        Bucket {
+            boundaries,
+            signature: Signature::exact(
+                vec![DataType::Timestamp(
+                    TimeUnit::Microsecond,
+                    Some("UTC".into()),
+                )],
+                Volatility::Immutable,
+            ),
+        }
+    }
+
+    pub fn boundaries(&self) -> &[i64] {
+        &self.boundaries
+    }
+}
+
+impl ScalarUDFImpl for Bucket {
+    fn name(&self) -> &str {
+        "wm_bucket"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> datafusion::error::Result<DataType> {
+        Ok(DataType::Int32)
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: ScalarFunctionArgs,
+    ) -> datafusion::error::Result<ColumnarValue> {
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
         let ts = arrays[0].as_primitive::<TimestampMicrosecondType>();
         let out: Int32Array = ts
             .iter()
-            .map(|v| v.map(|us| bucket_of(&boundaries, us)))
+            .map(|v| v.map(|us| bucket_of(&self.boundaries, us)))
             .collect();
         Ok(ColumnarValue::Array(Arc::new(out)))
-    };
-    create_udf(
-        "wm_bucket",
-        vec![DataType::Timestamp(
-            TimeUnit::Microsecond,
-            Some("UTC".into()),
-        )],
-        DataType::Int32,
-        Volatility::Immutable,
-        Arc::new(f),
-    )
+    }
 }

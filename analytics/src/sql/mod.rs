@@ -121,6 +121,19 @@ pub fn session(
     runtime: Arc<RuntimeEnv>,
     limits: &SqlLimits,
 ) -> Result<SessionContext, AnalyticsError> {
+    session_with(runtime, limits, |state| {
+        Ok(SessionContext::new_with_state(state))
+    })
+}
+
+/// `session`, its context made from the state by `context` (the distributed engine's
+/// turns it into a session of the cluster) before the catalogs and the bounded
+/// functions are installed in it.
+pub fn session_with(
+    runtime: Arc<RuntimeEnv>,
+    limits: &SqlLimits,
+    context: impl FnOnce(SessionState) -> Result<SessionContext, AnalyticsError>,
+) -> Result<SessionContext, AnalyticsError> {
     // The functions, planners and rules are the template's; the catalog (and so the
     // tables) and the memory pool are the session's own.
     let state = SessionStateBuilder::new_from_existing(template()?)
@@ -128,7 +141,7 @@ pub fn session(
         .with_catalog_list(Arc::new(MemoryCatalogProviderList::new()))
         .with_runtime_env(runtime)
         .build();
-    let ctx = SessionContext::new_with_state(state);
+    let ctx = context(state)?;
     if let Some(own) = ctx.catalog(DATABASE) {
         ctx.register_catalog(DATABASE, Arc::new(catalog::SortedCatalog(own)));
     }

@@ -282,6 +282,7 @@ fn to_pg(e: AnalyticsError) -> PgWireError {
         AnalyticsError::Limit(_) => "53200",
         AnalyticsError::Cancelled(_) => "57014",
         AnalyticsError::NotFound(_) => "42704",
+        AnalyticsError::Unavailable(_) => "08006",
         AnalyticsError::BadRequest(m) => {
             if m.starts_with("cannot parse") || m.starts_with("cannot read") {
                 "42601"

@@ -187,6 +187,73 @@ pub fn install(ctx: &SessionContext, budget: Arc<Budget>) -> Result<()> {
     Ok(())
 }
 
+/// A bounded function as the distributed engine sends it (`distributed::codec`): its
+/// name and its budget's limits. Each process that runs it keeps a budget of its own,
+/// so a query on a cluster may build up to the limit on each executor task.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub enum Wire {
+    Bounded {
+        name: String,
+        per_call: u64,
+        limit: u64,
+    },
+    Concat {
+        per_call: u64,
+        limit: u64,
+    },
+}
+
+/// `udf` on the wire, when it is one of the bounded functions.
+pub fn to_wire(udf: &ScalarUDF) -> Option<Wire> {
+    let inner = udf.inner();
+    if let Some(b) = inner.downcast_ref::<Bounded>() {
+        return Some(Wire::Bounded {
+            name: b.inner.name().to_string(),
+            per_call: b.budget.0.per_call,
+            limit: b.budget.0.limit,
+        });
+    }
+    inner.downcast_ref::<StrictConcat>().map(|c| Wire::Concat {
+        per_call: c.budget.0.per_call,
+        limit: c.budget.0.limit,
+    })
+}
+
+/// The bounded function `wire` names, over the library's own of that name in
+/// `functions`.
+pub fn from_wire(
+    wire: Wire,
+    functions: &std::collections::HashMap<String, Arc<ScalarUDF>>,
+) -> Result<ScalarUDF> {
+    Ok(match wire {
+        Wire::Bounded {
+            name,
+            per_call,
+            limit,
+        } => {
+            let growth = GROWING
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, g)| *g)
+                .ok_or_else(|| {
+                    DataFusionError::Plan(format!("{name} is not a bounded function"))
+                })?;
+            let inner = functions.get(&name).ok_or_else(|| {
+                DataFusionError::Plan(format!("{name} is not known to this process"))
+            })?;
+            ScalarUDF::new_from_impl(Bounded {
+                inner: inner.as_ref().clone(),
+                growth,
+                budget: BudgetRef(Budget::new(per_call, limit)),
+            })
+        }
+        Wire::Concat { per_call, limit } => ScalarUDF::new_from_impl(StrictConcat {
+            signature: Signature::any(2, Volatility::Immutable),
+            budget: BudgetRef(Budget::new(per_call, limit)),
+        }),
+    })
+}
+
 /// The budget, compared by identity (functions must be `Eq` and `Hash`).
 #[derive(Debug, Clone)]
 struct BudgetRef(Arc<Budget>);
