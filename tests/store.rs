@@ -523,3 +523,100 @@ fn two_ingest_workers_on_one_store_one_killed_lose_and_double_nothing() {
         log(&victim_log)
     );
 }
+
+/// Start `wenming ballista ARGS` with the store's settings; returns once it printed its
+/// first line (killed when dropped).
+struct Ballista(Child);
+
+impl Drop for Ballista {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn listening(addr: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {addr}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_ballista_cluster_reads_a_lake_on_s3_and_answers_every_kpi_as_the_embedded_engine() {
+    let Some(s3) = S3::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("events.ndjson");
+    generate(&events, "43", "2024-01-01", "2024-03-31");
+    let lake = "s3://lake/ballista";
+    s3.run(&["import", events.to_str().unwrap(), "--lake", lake]);
+
+    // A scheduler and two executors, each given the store's settings (and nothing of
+    // any caller's scope).
+    let spawn = |args: &[&str], addr: &str| {
+        let mut all = vec!["ballista"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--lake", lake]);
+        let child = s3
+            .command(&all)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        listening(addr);
+        Ballista(child)
+    };
+    let scheduler = format!("127.0.0.1:{}", free_port());
+    let mut cluster = vec![spawn(&["scheduler", "--bind", &scheduler], &scheduler)];
+    for _ in 0..2 {
+        let flight = format!("127.0.0.1:{}", free_port());
+        let grpc = free_port().to_string();
+        cluster.push(spawn(
+            &[
+                "executor",
+                "--scheduler",
+                &scheduler,
+                "--bind",
+                &flight,
+                "--grpc-port",
+                &grpc,
+            ],
+            &flight,
+        ));
+    }
+    let engine = format!("ballista://{scheduler}");
+
+    let embedded = answers(|args| s3.run(args), lake);
+    let distributed = answers(
+        |args| {
+            let mut all = args.to_vec();
+            if args[0] != "kpi" || args[1] != "--list" {
+                all.extend_from_slice(&["--engine", &engine]);
+            }
+            s3.run(&all)
+        },
+        lake,
+    );
+    assert_eq!(distributed, embedded);
+    let (rows, ids) = counts(|args| s3.run(args), lake);
+    let (d_rows, d_ids) = counts(
+        |args| {
+            let mut all = args.to_vec();
+            all.extend_from_slice(&["--engine", &engine]);
+            s3.run(&all)
+        },
+        lake,
+    );
+    assert_eq!((d_rows, d_ids), (rows, ids));
+    assert!(ids > 10_000, "{ids}");
+    drop(cluster);
+}
