@@ -35,9 +35,80 @@ pub struct KpiBenchArgs {
     /// Open a new engine for every KPI (cold includes computing its views).
     #[arg(long)]
     fresh_engine: bool,
+    /// Ask a Ballista cluster (`ballista://HOST:PORT`, see `wenming ballista`) instead,
+    /// beside this process computing the same SQL measures (`kpi --exact-recompute`).
+    #[arg(long)]
+    engine: Option<String>,
     /// The DuckDB script (needs python3 with duckdb and deltalake); skipped if absent.
     #[arg(long, default_value = "tests/interop/kpis_duckdb.py")]
     duckdb_script: PathBuf,
+}
+
+/// Every KPI on the cluster, and the same SQL measures in this process, one after the
+/// other per KPI (so that both meet the machine in the same state): times and ratios,
+/// and the answers compared.
+async fn on_cluster(args: &KpiBenchArgs, engine: &str) -> anyhow::Result<ExitCode> {
+    let settings = Settings {
+        engine: engine.parse().map_err(anyhow::Error::msg)?,
+        ..Settings::default()
+    };
+    let cluster = Analytics::open(&args.lake, settings).await?;
+    let here = Analytics::open(&args.lake, Settings::default()).await?;
+    println!(
+        "wenming bench kpi: {} .. {}, month × district, lake {}: on {engine} and in this process \
+         (the same SQL measures)",
+        args.from,
+        args.to,
+        args.lake.display()
+    );
+    println!(
+        "{:<28} {:>12} {:>12} {:>8}",
+        "kpi", "cluster ms", "embedded ms", "ratio"
+    );
+    let (mut total_cluster, mut total_here, mut differ) = (Duration::ZERO, Duration::ZERO, 0);
+    for kpi in Kpi::ALL {
+        let req = KpiRequest {
+            kpi: *kpi,
+            from: args.from,
+            to: args.to,
+            granularity: Granularity::Month,
+            level: Level::District,
+            area: None,
+            compare: None,
+            top: None,
+        };
+        let t = Instant::now();
+        let far = cluster.kpi(&req, &Scope::City).await?;
+        let far_time = t.elapsed();
+        let t = Instant::now();
+        let near = here.kpi_exact(&req, &Scope::City).await?;
+        let near_time = t.elapsed();
+        if far.rows != near.rows {
+            differ += 1;
+        }
+        total_cluster += far_time;
+        total_here += near_time;
+        println!(
+            "{:<28} {:>12.1} {:>12.1} {:>8.2}",
+            kpi.name(),
+            ms(far_time),
+            ms(near_time),
+            far_time.as_secs_f64() / near_time.as_secs_f64()
+        );
+    }
+    println!(
+        "{:<28} {:>12.1} {:>12.1} {:>8.2}",
+        "all 18",
+        ms(total_cluster),
+        ms(total_here),
+        total_cluster.as_secs_f64() / total_here.as_secs_f64()
+    );
+    if differ > 0 {
+        println!("{differ} answers differ between the cluster and this process");
+        return Ok(ExitCode::FAILURE);
+    }
+    println!("every answer the same");
+    Ok(ExitCode::SUCCESS)
 }
 
 pub fn run(args: KpiBenchArgs) -> anyhow::Result<ExitCode> {
@@ -45,6 +116,9 @@ pub fn run(args: KpiBenchArgs) -> anyhow::Result<ExitCode> {
         prepare(&args.lake, &args.scale)?;
     }
     let runtime = tokio::runtime::Runtime::new()?;
+    if let Some(engine) = &args.engine {
+        return runtime.block_on(on_cluster(&args, engine));
+    }
     let mut cold_total = Duration::ZERO;
     let mut failed = 0;
     println!(
