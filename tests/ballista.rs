@@ -7,22 +7,13 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::server::{Server, token_config};
-use common::{ok, wenming};
+use common::{free_port, listening, ok, wenming};
 use serde_json::Value;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A process of the cluster; killed when dropped.
 struct Process(Child);
@@ -48,15 +39,6 @@ fn start(args: &[&str]) -> Process {
     assert!(first.starts_with("ballista "), "{first}");
     std::thread::spawn(move || for _ in lines {});
     Process(child)
-}
-
-/// Wait until something listens on `addr`.
-fn listening(addr: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::net::TcpStream::connect(addr).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on {addr}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// A scheduler and two executors reading `lake`; returns them and the engine setting.

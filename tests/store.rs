@@ -1,12 +1,11 @@
 //! The lake on an S3-compatible object store: a real S3 API served locally by moto
 //! (PyPI `moto[server]`), reached over HTTP like MinIO or OSS would be. Import, Kafka
 //! ingest, KPIs, SQL and exports on `s3://`, several ingest workers and several `serve`
-//! replicas sharing one lake.
+//! replicas sharing one lake, and a Ballista cluster reading it.
 //!
 //! Skipped when `moto_server` is not installed, unless WENMING_TEST_PYTHON=1 (CI),
 //! which makes a missing server a failure.
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -15,7 +14,7 @@ use serde_json::Value;
 
 mod common;
 use common::server::{Server, token_config};
-use common::{Broker, ok, unique_topic};
+use common::{Broker, free_port, listening, ok, unique_topic};
 
 /// A moto S3 server of this test's own, with one bucket `lake` (killed when dropped).
 struct S3 {
@@ -25,11 +24,7 @@ struct S3 {
 
 impl S3 {
     fn start() -> Option<S3> {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let child = match Command::new("moto_server")
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
@@ -524,30 +519,13 @@ fn two_ingest_workers_on_one_store_one_killed_lose_and_double_nothing() {
     );
 }
 
-/// Start `wenming ballista ARGS` with the store's settings; returns once it printed its
-/// first line (killed when dropped).
+/// A `wenming ballista` process (killed when dropped).
 struct Ballista(Child);
 
 impl Drop for Ballista {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn listening(addr: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::net::TcpStream::connect(addr).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on {addr}");
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

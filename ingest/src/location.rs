@@ -203,13 +203,7 @@ impl Location {
                 .map_err(|source| self.store_error(source))?;
             return Ok(Arc::new(fs));
         }
-        let storage = DeltaTableBuilder::from_url(self.url.clone())
-            .and_then(|b| b.with_storage_options(self.options.clone()).build_storage())
-            .map_err(|source| LocationError::Delta {
-                location: self.to_string(),
-                source: Box::new(source),
-            })?;
-        Ok(storage.object_store(None))
+        Ok(self.log_store()?.object_store(None))
     }
 
     /// The store the lake's files are read from by absolute URL (`s3://bucket/…`), and
@@ -220,15 +214,20 @@ impl Location {
             let root = Url::parse("file:///").expect("a valid URL");
             return Ok((root, Arc::new(object_store::local::LocalFileSystem::new())));
         }
-        let storage = DeltaTableBuilder::from_url(self.url.clone())
+        let storage = self.log_store()?;
+        let mut root = self.url.clone();
+        root.set_path("");
+        Ok((root, storage.root_object_store(None)))
+    }
+
+    /// deltalake's stores for the lake on an object store, with its options.
+    fn log_store(&self) -> Result<deltalake::logstore::LogStoreRef, LocationError> {
+        DeltaTableBuilder::from_url(self.url.clone())
             .and_then(|b| b.with_storage_options(self.options.clone()).build_storage())
             .map_err(|source| LocationError::Delta {
                 location: self.to_string(),
                 source: Box::new(source),
-            })?;
-        let mut root = self.url.clone();
-        root.set_path("");
-        Ok((root, storage.root_object_store(None)))
+            })
     }
 
     pub fn store_error(&self, source: object_store::Error) -> LocationError {

@@ -67,16 +67,7 @@ async fn on_cluster(args: &KpiBenchArgs, engine: &str) -> anyhow::Result<ExitCod
     );
     let (mut total_cluster, mut total_here, mut differ) = (Duration::ZERO, Duration::ZERO, 0);
     for kpi in Kpi::ALL {
-        let req = KpiRequest {
-            kpi: *kpi,
-            from: args.from,
-            to: args.to,
-            granularity: Granularity::Month,
-            level: Level::District,
-            area: None,
-            compare: None,
-            top: None,
-        };
+        let req = question(args, *kpi);
         let t = Instant::now();
         let far = cluster.kpi(&req, &Scope::City).await?;
         let far_time = t.elapsed();
@@ -142,16 +133,7 @@ pub fn run(args: KpiBenchArgs) -> anyhow::Result<ExitCode> {
         "kpi", "cold ms", "cached ms", "rows"
     );
     for kpi in Kpi::ALL {
-        let req = KpiRequest {
-            kpi: *kpi,
-            from: args.from,
-            to: args.to,
-            granularity: Granularity::Month,
-            level: Level::District,
-            area: None,
-            compare: None,
-            top: None,
-        };
+        let req = question(&args, *kpi);
         let result = runtime.block_on(async {
             let started = Instant::now();
             if args.fresh_engine {
@@ -210,6 +192,20 @@ pub fn run(args: KpiBenchArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// The question the bench asks of each KPI: month × district over the range.
+fn question(args: &KpiBenchArgs, kpi: Kpi) -> KpiRequest {
+    KpiRequest {
+        kpi,
+        from: args.from,
+        to: args.to,
+        granularity: Granularity::Month,
+        level: Level::District,
+        area: None,
+        compare: None,
+        top: None,
+    }
 }
 
 fn ms(d: Duration) -> f64 {

@@ -124,3 +124,24 @@ impl Drop for Broker {
 pub fn unique_topic(test: &str) -> String {
     format!("wenming.test.{test}.{}", uuid::Uuid::now_v7().simple())
 }
+
+/// A port nothing listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Wait until something listens on `addr`.
+pub fn listening(addr: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing listens on {addr}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
