@@ -223,6 +223,32 @@ fn a_ballista_cluster_answers_every_kpi_and_a_scoped_query_as_the_embedded_engin
     );
     assert!(!explain(&embedded, "city").contains("distributed_plan"));
 
+    // EXPLAIN ANALYZE on the cluster shows a district analyst the wall's scan, with the
+    // rows it let through, and not the hidden scan of every district's rows.
+    let count = |token: &str| {
+        rows(
+            &distributed,
+            token,
+            "SELECT count(*) AS n FROM service_events",
+        )[0]["n"]
+            .as_u64()
+            .unwrap()
+    };
+    let (all, own) = (count("city"), count("district"));
+    assert!(all > own, "{all} {own}");
+    let analyzed = distributed.sql(
+        "district",
+        "EXPLAIN ANALYZE SELECT count(*) FROM service_events",
+    );
+    assert_eq!(analyzed.status, 200, "{}", analyzed.text());
+    let text = analyzed.text();
+    assert!(text.contains("ScopedScan: table=service_events"), "{text}");
+    // The table's own scan, which reads every district's rows, is not in the plan shown.
+    assert!(
+        !text.contains("DataSourceExec") && !text.contains("file_groups"),
+        "{text}"
+    );
+
     // A cluster that is down is said to be down, by name.
     drop(processes);
     let down = distributed.sql("city", "SELECT count(*) FROM units");
