@@ -249,6 +249,20 @@ fn a_ballista_cluster_answers_every_kpi_and_a_scoped_query_as_the_embedded_engin
         "{text}"
     );
 
+    // What a Postgres client asks on connecting reads no lake table: answered here,
+    // from this session's catalog, as the embedded engine answers it.
+    for query in [
+        "SELECT count(*) AS n FROM pg_catalog.pg_class",
+        "SELECT count(*) AS n FROM information_schema.tables",
+        "SELECT 1 AS one",
+    ] {
+        assert_eq!(
+            rows(&distributed, "district", query),
+            rows(&embedded, "district", query),
+            "{query}"
+        );
+    }
+
     // A cluster that is down is said to be down, by name.
     drop(processes);
     let down = distributed.sql("city", "SELECT count(*) FROM units");

@@ -20,9 +20,17 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use ballista_core::extension::{SessionConfigExt, SessionStateExt};
+use ballista_core::planner::BallistaQueryPlanner;
+use datafusion::catalog::Session;
+use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::context::QueryPlanner;
 use datafusion::execution::session_state::SessionState;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_planner::{DefaultPhysicalPlanner, PhysicalPlanner};
 use datafusion::prelude::SessionContext;
+use datafusion_proto::protobuf::LogicalPlanNode;
 
 use crate::error::AnalyticsError;
 
@@ -128,7 +136,7 @@ pub fn session(
         .config()
         .clone()
         .with_ballista_logical_extension_codec(codec.clone())
-        .with_ballista_physical_extension_codec(codec)
+        .with_ballista_physical_extension_codec(codec.clone())
         // Ballista 55's adaptive planner re-plans the stages above a wall's scan without
         // end (the scan is a leaf that hides its table's scan); the static planner
         // splits the plan once.
@@ -146,6 +154,15 @@ pub fn session(
         .options_mut()
         .optimizer
         .enable_round_robin_repartition = false;
+    let planner = Planner {
+        cluster: BallistaQueryPlanner::with_extension(
+            format!("http://{host}:{port}"),
+            config.ballista_config(),
+            codec,
+        ),
+        here: DefaultPhysicalPlanner::default(),
+    };
+    let config = config.with_ballista_query_planner(Arc::new(planner));
     let state = SessionStateBuilder::new_from_existing(state)
         .with_config(config)
         .build()
@@ -158,6 +175,57 @@ pub fn session(
         }
     }
     Ok(ctx)
+}
+
+/// Where a statement is planned: on the cluster when it reads the lake, here when it
+/// does not (the catalog queries a Postgres client sends on connecting, `SELECT 1`):
+/// only the lake's tables can travel (`codec`), and a catalog lists this session's own.
+struct Planner {
+    cluster: BallistaQueryPlanner<LogicalPlanNode>,
+    here: DefaultPhysicalPlanner,
+}
+
+impl std::fmt::Debug for Planner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Planner")
+            .field("cluster", &self.cluster)
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait::async_trait]
+impl QueryPlanner for Planner {
+    async fn create_physical_plan(
+        &self,
+        plan: &LogicalPlan,
+        session: &dyn Session,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        if reads_the_lake(plan)? {
+            self.cluster.create_physical_plan(plan, session).await
+        } else {
+            self.here.create_physical_plan(plan, session).await
+        }
+    }
+}
+
+/// Whether `plan` scans one of the published tables (after the views were inlined, the
+/// raw event tables) or a KPI question's `q_area`.
+fn reads_the_lake(plan: &LogicalPlan) -> datafusion::error::Result<bool> {
+    let ours: std::collections::HashSet<&str> = crate::views::published()
+        .into_iter()
+        .chain(["q_area"])
+        .collect();
+    let mut found = false;
+    plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node
+            && ours.contains(scan.table_name.table())
+        {
+            found = true;
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })?;
+    Ok(found)
 }
 
 #[cfg(test)]
