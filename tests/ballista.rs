@@ -59,6 +59,8 @@ fn cluster(lake: &Path) -> (Vec<Process>, String) {
             &grpc.to_string(),
             "--concurrent-tasks",
             "2",
+            "--memory-mib",
+            "1024",
             "--lake",
             lake,
         ]));

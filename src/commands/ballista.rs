@@ -46,6 +46,10 @@ pub struct ExecutorArgs {
     /// Tasks it runs at once (default: its cores).
     #[arg(long)]
     pub concurrent_tasks: Option<usize>,
+    /// The memory its tasks may hold together, MiB (default: 70 % of the machine's);
+    /// a task past its share spills or fails naming the operator.
+    #[arg(long)]
+    pub memory_mib: Option<u64>,
     #[command(flatten)]
     pub lake: LakeDir,
 }
@@ -92,6 +96,7 @@ pub fn run(command: BallistaCommand) -> anyhow::Result<ExitCode> {
                     grpc_port: args.grpc_port,
                     external_host: args.external_host,
                     concurrent_tasks: args.concurrent_tasks,
+                    memory_bytes: args.memory_mib.map(|m| m << 20),
                 };
                 cluster::run_executor(settings, Some(&args.lake.location())).await?
             }

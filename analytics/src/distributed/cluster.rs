@@ -93,6 +93,9 @@ pub struct ExecutorSettings {
     pub external_host: Option<String>,
     /// Tasks it runs at once (default: its cores).
     pub concurrent_tasks: Option<usize>,
+    /// The memory its tasks may hold together, in bytes, shared out by task (default:
+    /// Ballista's, 70 % of the machine's or the container's memory).
+    pub memory_bytes: Option<u64>,
 }
 
 /// Run an executor until the process is stopped.
@@ -117,6 +120,7 @@ pub async fn run_executor(
         // A scheduler started at the same time (or restarting) is waited for.
         scheduler_connect_timeout_seconds: 60,
         vcores: settings.concurrent_tasks.unwrap_or(defaults.vcores),
+        memory_pool_size: settings.memory_bytes,
         override_logical_codec: Some(codec.clone()),
         override_physical_codec: Some(codec),
         override_runtime_producer: Some(Arc::new(move |_config| {
